@@ -1,0 +1,852 @@
+"""The daemon: the imperative shell around the pure core.
+
+One thread runs the loop; signal handlers and the file watcher only set flags and wake it. Each video
+runs in a worker process (``nkod.worker``). The loop:
+
+    replay (snapshot + tail) → recover → READY=1 → [ read requests and manifest, start work, reap workers,
+    enforce timeouts, write snapshot and views, ping the watchdog ]* → drain on stop → daemon_stopped
+
+A transition is acted on only once its event is durable; an output is renamed into place before its
+``video_completed`` is appended, and a crash between the two is settled by recovery (see ``decide``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import orjson
+
+from nkod import __version__, decide, eventlog, lock, manifest, snapshot, spool, views
+from nkod.config import Config, load_config
+from nkod.decide import Committed, Draft, Outcome, RetryPolicy
+from nkod.errors import ConfigError, LockHeldError, LogError, StorageError
+from nkod.fsutil import atomic_write, fsync_dir
+from nkod.logs import get as get_logger
+from nkod.notify import Notifier
+from nkod.state import Projector, Status
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_LOCKED = 3
+EXIT_LOG = 4
+EXIT_STORAGE = 75  # EX_TEMPFAIL: systemd restarts us later, by which time space may be free
+TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a worker being stopped
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Everything under the data directory, by name."""
+
+    root: Path
+
+    @property
+    def log(self) -> Path:
+        return self.root / "events.jsonl"
+
+    @property
+    def snapshot(self) -> Path:
+        return self.root / "snapshot.json"
+
+    @property
+    def requests(self) -> Path:
+        return self.root / "requests"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def trash(self) -> Path:
+        return self.root / "work" / ".trash"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "nkod.lock"
+
+    @property
+    def activity(self) -> Path:
+        return self.root / "activity.json"
+
+    @property
+    def archive(self) -> Path:
+        return self.root / "archive"
+
+    def manifest(self, config: Config) -> Path:
+        return self.root / config.daemon.manifest
+
+
+def read_committed(output_dir: Path) -> Committed | None:
+    """The summary an output directory was committed with, or None if there is none readable."""
+    try:
+        doc = orjson.loads((output_dir / "summary.json").read_bytes())
+        return Committed(started_seq=int(doc["started_seq"]), counts=dict(doc["counts"]))
+    except (OSError, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        return None
+
+
+@dataclass
+class Job:
+    video_id: str
+    attempt: int
+    started_seq: int
+    workdir: Path
+    proc: subprocess.Popen[bytes]
+    fd: int
+    started: float  # monotonic
+    deadline: float | None
+    buffer: bytes = b""
+    outcome: Outcome | None = None
+    progress: dict[str, Any] = field(default_factory=dict)
+    stop_reason: str | None = None  # set when we stop it: then it ends interrupted (or timed out)
+    timed_out: bool = False
+    kill_at: float | None = None
+
+
+class Daemon:
+    def __init__(
+        self,
+        data_dir: Path,
+        config: Config,
+        *,
+        config_path: Path | None = None,
+        once: bool = False,
+        notifier: Notifier | None = None,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], float] = time.monotonic,
+        install_signals: bool = True,
+        failpoints: eventlog.Failpoints | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.paths = Paths(data_dir)
+        self.config = config
+        self.config_path = config_path
+        self.overrides = overrides or {}
+        self.once = once
+        self.notifier = notifier or Notifier()
+        self.now = wall_clock
+        self.clock = clock
+        self.install_signals = install_signals
+        self.failpoints = failpoints or eventlog.Failpoints()
+        self.log = get_logger()
+        self.jobs: dict[str, Job] = {}
+        self.projector = Projector()
+        self.writer: eventlog.LogWriter | None = None
+        self.manifest = manifest.Manifest(path=self.paths.manifest(config))
+        self._manifest_stamp: tuple[int, int, int] | None = None
+        self._seen_problems: set[str] = set()
+        self._signals = 0
+        self._reload = False
+        self._stop_reason = ""
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._changed = threading.Event()
+        self._watch_stop = threading.Event()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._events_since_snapshot = 0
+        self._views_seq = -1
+        self._views_due = 0.0
+        self._views_cost = 0.0
+        self._last_rescan = 0.0
+        self._last_extend = 0.0
+        self.exit_code = EXIT_OK
+
+    # -- policy from config ---------------------------------------------------------------------
+    @property
+    def policy(self) -> RetryPolicy:
+        d = self.config.daemon
+        return RetryPolicy(d.max_attempts, d.backoff_initial, d.backoff_factor, d.backoff_max)
+
+    # -- the log ----------------------------------------------------------------------------------
+    def append(self, drafts: list[Draft]) -> list[dict[str, Any]]:
+        """Make drafts durable, then fold them in. Only after this returns may they be acted on."""
+        assert self.writer is not None
+        events = self.writer.append(drafts, decide.iso(self.now()))
+        for event in events:
+            self.projector.apply(event)
+            self._log_event(event)
+        self.projector.offset = self.writer.offset
+        self._events_since_snapshot += len(events)
+        return events
+
+    def _log_event(self, e: dict[str, Any]) -> None:
+        kind = e["type"]
+        fields = {k: v for k, v in e.items() if k not in ("v", "ts", "type")}
+        if kind == "video_failed":
+            self.log.error(kind, **fields)
+        elif kind in ("video_retry_scheduled", "video_interrupted", "request_rejected", "log_repaired"):
+            self.log.warning(kind, **fields)
+        elif kind == "manifest_checked":
+            self.log.info(kind, seq=e["seq"], problems=len(e.get("problems", ())))
+        elif kind == "videos_added":
+            ids = e["video_ids"]
+            self.log.info(kind, seq=e["seq"], count=len(ids), first=ids[0] if ids else None)
+        else:
+            self.log.info(kind, **fields)
+
+    # -- start-up ---------------------------------------------------------------------------------
+    def run(self) -> int:
+        for d in (
+            self.paths.root,
+            self.paths.requests,
+            self.paths.output,
+            self.paths.work,
+            self.paths.checkpoints,
+            self.paths.cache,
+        ):
+            d.mkdir(parents=True, exist_ok=True)
+        try:
+            lock_fd = lock.acquire(self.paths.lock)
+        except LockHeldError as exc:
+            self.log.error("already_running", error=str(exc), pid=exc.pid)
+            return EXIT_LOCKED
+        try:
+            return self._run_locked()
+        finally:
+            os.close(lock_fd)
+
+    def _run_locked(self) -> int:
+        t0 = self.clock()
+        try:
+            replay = snapshot.replay(self.paths.log, self.paths.snapshot)
+        except LogError as exc:
+            self.log.error("log_unreadable", error=str(exc))
+            return EXIT_LOG
+        if replay.snapshot_problem:
+            self.log.warning("snapshot_ignored", reason=replay.snapshot_problem)
+        self.projector = replay.projector
+        torn = replay.scan.torn
+        if torn is not None:
+            kept = eventlog.truncate_torn(self.paths.log, torn)
+            self.log.warning(
+                "log_torn_tail",
+                line=torn.line,
+                offset=torn.offset,
+                bytes=torn.length,
+                reason=torn.reason,
+                kept_in=str(kept),
+            )
+        self.projector.offset = replay.scan.end_offset
+        try:
+            self.writer = eventlog.LogWriter(self.paths.log, replay.scan.last_seq + 1, self.failpoints)
+            if self.projector.seq == 0:
+                self.append(
+                    [{"type": "log_created", "log_id": os.urandom(8).hex(), "nkod_version": __version__}]
+                )
+            self.append(
+                [
+                    {
+                        "type": "daemon_started",
+                        "pid": os.getpid(),
+                        "version": __version__,
+                        "host": socket.gethostname(),
+                        "workers": self.config.daemon.workers,
+                        "processor": self.config.daemon.processor,
+                        "once": self.once,
+                        "replayed_events": replay.tail_events,
+                        "snapshot_used": replay.snapshot_used,
+                    }
+                ]
+            )
+            if torn is not None:
+                self.append(
+                    [
+                        {
+                            "type": "log_repaired",
+                            "line": torn.line,
+                            "offset": torn.offset,
+                            "bytes_dropped": torn.length,
+                            "reason": torn.reason,
+                        }
+                    ]
+                )
+            self.append(decide.recover(self.projector.state(), self._committed_for_running()))
+            self._clean_work()
+            self._scan_manifest(force=True)
+            self._process_requests()
+            self._write_snapshot()
+            self._write_views(force=True)
+        except StorageError as exc:
+            self.log.error("storage_failed", error=str(exc))
+            return EXIT_STORAGE
+        self.log.info(
+            "ready",
+            seq=self.projector.seq,
+            videos=len(self.projector.videos),
+            replay_ms=round((self.clock() - t0) * 1000, 1),
+            data_dir=str(self.paths.root),
+        )
+        self.notifier.ready(self._status_line())
+        if self.install_signals:
+            self._install_signal_handlers()
+        watcher = threading.Thread(target=self._watch, name="nkod-watch", daemon=True)
+        watcher.start()
+        try:
+            self._loop()
+        except StorageError as exc:
+            self.log.error("storage_failed", error=str(exc), hint="free space or make the data dir writable")
+            self._abort_jobs("storage failure: " + str(exc))
+            self.exit_code = EXIT_STORAGE
+        finally:
+            self._watch_stop.set()
+        self._shutdown()
+        return self.exit_code
+
+    def _committed_for_running(self) -> dict[str, Committed]:
+        found: dict[str, Committed] = {}
+        for vid, v in self.projector.videos.items():
+            if v.status is Status.RUNNING:
+                c = read_committed(self.paths.output / vid)
+                if c is not None:
+                    found[vid] = c
+        return found
+
+    def _clean_work(self) -> None:
+        """Work dirs left by a previous daemon belong to attempts now recorded interrupted: remove."""
+        for entry in self.paths.work.iterdir():
+            shutil.rmtree(entry, ignore_errors=True)
+
+    # -- signals and wake-ups -------------------------------------------------------------------------
+    def _install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, self._on_reload_signal)
+
+    def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals += 1
+        self._stop_reason = signal.Signals(signum).name
+        self._wake()
+
+    def _on_reload_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        self._reload = True
+        self._wake()
+
+    def request_stop(self, reason: str = "requested") -> None:
+        """Same as one SIGTERM (for embedding and tests)."""
+        self._signals += 1
+        self._stop_reason = reason
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"x")
+
+    def _watch(self) -> None:
+        """Watcher thread: only flags changes to the manifest or the spool and wakes the loop."""
+        try:
+            from watchfiles import watch
+
+            manifest_path = self.paths.manifest(self.config)
+            for _changes in watch(
+                self.paths.requests,
+                manifest_path.parent,
+                recursive=False,
+                stop_event=self._watch_stop,
+                watch_filter=lambda _c, p: Path(p).parent == self.paths.requests or Path(p) == manifest_path,
+                debounce=200,
+                raise_interrupt=False,
+            ):
+                self._changed.set()
+                self._wake()
+        except Exception as exc:  # the periodic rescan still finds everything, only later
+            self.log.warning(
+                "watch_failed",
+                error=f"{type(exc).__name__}: {exc}",
+                fallback_seconds=self.config.daemon.rescan_interval,
+            )
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            now = self.clock()
+            if self._signals and not self.stopping:
+                self._begin_stop(now)
+            if self._signals >= 2 and any(
+                j.stop_reason is None or j.kill_at is None for j in self.jobs.values()
+            ):
+                self._abort_jobs(f"stopped at once (second {self._stop_reason})")
+            if self._reload:
+                self._reload = False
+                self._reload_config()
+            self._reap_jobs()
+            self._enforce_deadlines(now)
+            if self._changed.is_set() or now - self._last_rescan >= self.config.daemon.rescan_interval:
+                self._changed.clear()
+                self._last_rescan = now
+                self._scan_manifest()
+                self._process_requests()
+            if not self.stopping:
+                self._start_jobs()
+            self._maybe_snapshot()
+            self._write_views()
+            self.notifier.watchdog()
+            self.notifier.status(self._status_line())
+            if self.stopping and not self.jobs:
+                return
+            if self.once and not self.jobs and not self.stopping and not self._work_left():
+                self._stop_reason = "once: nothing runnable left"
+                return
+            self._wait(self._timeout())
+
+    def _timeout(self) -> float:
+        t = 0.5
+        if self.notifier.watchdog_interval is not None:
+            t = min(t, self.notifier.watchdog_interval / 2)
+        return t
+
+    def _wait(self, timeout: float) -> None:
+        for key, _ in self._selector.select(timeout):
+            if key.fd == self._wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(self._wake_r, 4096):
+                        pass
+            else:
+                self._read_job(key.data)
+
+    def _work_left(self) -> bool:
+        """For --once: is anything still to run in this process (including videos in backoff)?"""
+        return any(vid in self.manifest.entries for vid in self.projector.queue)
+
+    # -- starting work ------------------------------------------------------------------------------
+    def _start_jobs(self) -> None:
+        free = self.config.daemon.workers - len(self.jobs)
+        if free <= 0:
+            return
+        candidates = [vid for vid in self.projector.queue if vid not in self.jobs]
+        view = {vid: None for vid in candidates if vid in self.manifest.entries}
+        for vid in decide.next_runnable(self.projector, view, self.now(), free):
+            self._start(vid)
+
+    def _start(self, vid: str) -> None:
+        video = self.projector.videos[vid]
+        workdir = self.paths.work / vid
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        workdir.mkdir()
+        (event,) = self.append([decide.start_draft(video)])
+        r, w = os.pipe()
+        job_spec = {
+            "video": self.manifest.entries[vid],
+            "workdir": str(workdir),
+            "cache_dir": str(self.paths.cache),
+            "processor": self.config.daemon.processor,
+            "settings": dict(self.config.pipeline),
+            "attempt": event["attempt"],
+            "msg_fd": w,
+            "parent_pid": os.getpid(),
+        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_"))}
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "nkod.worker"],
+                stdin=subprocess.PIPE,
+                stdout=sys.stderr.fileno(),
+                pass_fds=(w,),
+                env=env,
+                cwd=str(workdir),
+            )
+        finally:
+            os.close(w)
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(orjson.dumps(job_spec))
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # the worker died at once; reaping records why
+        os.set_blocking(r, False)
+        timeout = self.config.daemon.video_timeout
+        now = self.clock()
+        job = Job(
+            vid, event["attempt"], event["seq"], workdir, proc, r, now, now + timeout if timeout else None
+        )
+        self.jobs[vid] = job
+        self._selector.register(r, selectors.EVENT_READ, job)
+
+    # -- worker messages and endings --------------------------------------------------------------
+    def _read_job(self, job: Job) -> None:
+        try:
+            chunk = os.read(job.fd, 65536)
+        except BlockingIOError:
+            return
+        if not chunk:
+            self._selector.unregister(job.fd)
+            os.close(job.fd)
+            job.fd = -1
+            return
+        job.buffer += chunk
+        *lines, job.buffer = job.buffer.split(b"\n")
+        for line in lines:
+            try:
+                msg = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if msg.get("type") == "progress":
+                job.progress = {k: v for k, v in msg.items() if k != "type"}
+            elif msg.get("type") == "result":
+                job.outcome = Outcome(ok=True, counts=msg["counts"])
+            elif msg.get("type") == "error":
+                job.outcome = Outcome(
+                    ok=False,
+                    kind=msg.get("kind", "permanent"),
+                    error=msg.get("error", ""),
+                    retry_after=msg.get("retry_after"),
+                )
+
+    def _reap_jobs(self) -> None:
+        for job in list(self.jobs.values()):
+            if job.proc.poll() is None:
+                continue
+            while job.fd >= 0:  # drain what the worker said before exiting
+                before = job.fd
+                self._read_job(job)
+                if job.fd == before and not self._fd_has_data(job.fd):
+                    break
+            if job.fd >= 0:
+                self._selector.unregister(job.fd)
+                os.close(job.fd)
+                job.fd = -1
+            del self.jobs[job.video_id]
+            self._finish(job)
+
+    @staticmethod
+    def _fd_has_data(fd: int) -> bool:
+        sel = selectors.DefaultSelector()
+        try:
+            sel.register(fd, selectors.EVENT_READ)
+            return bool(sel.select(0))
+        finally:
+            sel.close()
+
+    def _finish(self, job: Job) -> None:
+        video = self.projector.videos[job.video_id]
+        outcome = job.outcome
+        code = job.proc.returncode
+        if outcome is not None and outcome.ok:
+            self._commit(job, outcome)
+            return
+        shutil.rmtree(job.workdir, ignore_errors=True)
+        if job.timed_out:
+            timeout = self.config.daemon.video_timeout
+            outcome = Outcome(ok=False, kind="transient", error=f"timed out after {timeout:g} s")
+        elif job.stop_reason is not None:
+            self.append([decide.interrupted_draft(video, job.stop_reason)])
+            return
+        elif outcome is None:
+            how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            outcome = Outcome(
+                ok=False, kind="transient", error=f"worker process died ({how}) without a result"
+            )
+        self.append(decide.outcome_drafts(video, outcome, self.policy, self.now()))
+
+    def _commit(self, job: Job, outcome: Outcome) -> None:
+        """Output first (temp dir → fsync → rename), then the completed event."""
+        vid = job.video_id
+        summary = {
+            "video_id": vid,
+            "started_seq": job.started_seq,
+            "attempt": job.attempt,
+            "counts": outcome.counts,
+            "finished_at": decide.iso(self.now()),
+            "seconds": round(self.clock() - job.started, 3),
+            "video": self.manifest.entries.get(vid, {}),
+        }
+        target = self.paths.output / vid
+        try:
+            atomic_write(job.workdir / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+            self.failpoints.hit("before_output_rename")
+            if target.exists():  # a stale output from an attempt never recorded: move it aside
+                self.paths.trash.mkdir(exist_ok=True)
+                os.rename(target, self.paths.trash / f"{vid}-{job.started_seq}")
+            os.rename(job.workdir, target)
+            fsync_dir(self.paths.output)
+            fsync_dir(self.paths.work)
+        except OSError as exc:
+            raise StorageError(f"cannot commit output of {vid} to {target}: {exc.strerror or exc}") from exc
+        self.failpoints.hit("after_output_rename")
+        self.append(decide.outcome_drafts(self.projector.videos[vid], outcome, self.policy, self.now()))
+        self.failpoints.hit("after_append")
+        if self.paths.trash.exists():
+            shutil.rmtree(self.paths.trash, ignore_errors=True)
+
+    # -- timeouts and stopping --------------------------------------------------------------------
+    def _enforce_deadlines(self, now: float) -> None:
+        for job in self.jobs.values():
+            if job.deadline is not None and now >= job.deadline and job.kill_at is None:
+                job.timed_out = True
+                self.log.warning(
+                    "video_timeout", video_id=job.video_id, seconds=self.config.daemon.video_timeout
+                )
+                self._terminate(job, "timeout")
+            if job.kill_at is not None and now >= job.kill_at and job.proc.poll() is None:
+                job.proc.kill()
+        if self.stopping:
+            remaining = self.stop_deadline - now
+            if remaining <= 0:
+                for job in self.jobs.values():
+                    if job.stop_reason is None:
+                        grace = self.config.daemon.stop_grace
+                        self._terminate(job, f"stop grace period ({grace:g} s) expired")
+            if self.jobs and now - self._last_extend >= 1.0:
+                self._last_extend = now
+                self.notifier.extend_timeout(max(remaining, 0) + TERM_GRACE + 10)
+
+    def _terminate(self, job: Job, reason: str) -> None:
+        job.stop_reason = reason
+        if job.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                job.proc.terminate()
+        job.kill_at = self.clock() + TERM_GRACE
+
+    def _begin_stop(self, now: float) -> None:
+        self.stopping = True
+        grace = self.config.daemon.stop_grace
+        self.stop_deadline = now + grace
+        running = sorted(self.jobs)
+        self.log.info("stopping", signal=self._stop_reason, running=running, grace_seconds=grace)
+        self.notifier.stopping(f"stopping: waiting up to {grace:g} s for {len(running)} running video(s)")
+        if running:
+            self.notifier.extend_timeout(grace + TERM_GRACE + 10)
+            self._last_extend = now
+
+    def _abort_jobs(self, reason: str) -> None:
+        """Stop every worker now and wait for each, so each is recorded before we exit."""
+        for job in self.jobs.values():
+            job.stop_reason = job.stop_reason or reason
+            job.kill_at = self.clock()
+            with contextlib.suppress(ProcessLookupError):
+                job.proc.kill()
+        for job in list(self.jobs.values()):
+            job.proc.wait()
+        with contextlib.suppress(StorageError):
+            self._reap_jobs()
+        self.stopping = True
+
+    def _shutdown(self) -> None:
+        reason = self._stop_reason or "stopped"
+        try:
+            if self.exit_code != EXIT_STORAGE:
+                self.append([{"type": "daemon_stopped", "reason": reason, "exit_code": self.exit_code}])
+                self._write_snapshot()
+                self._write_views(force=True)
+        except (StorageError, OSError) as exc:
+            self.log.error("storage_failed", error=str(exc))
+            self.exit_code = EXIT_STORAGE
+        with contextlib.suppress(OSError):
+            self.paths.activity.unlink()
+        if self.writer is not None:
+            self.writer.close()
+        self.log.info("stopped", reason=reason, exit_code=self.exit_code, seq=self.projector.seq)
+
+    # -- config reload ----------------------------------------------------------------------------
+    def _reload_config(self) -> None:
+        from nkod.config import with_overrides
+
+        try:
+            fresh = with_overrides(load_config(self.config_path), **self.overrides)
+        except ConfigError as exc:
+            self.log.error("config_reload_failed", error=str(exc), kept=self.config.source)
+            return
+        self.config = fresh
+        self.append([{"type": "config_reloaded", "source": fresh.source, "workers": fresh.daemon.workers}])
+
+    # -- manifest and requests --------------------------------------------------------------------
+    def _scan_manifest(self, force: bool = False) -> None:
+        path = self.paths.manifest(self.config)
+        try:
+            st = path.stat()
+            stamp: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            stamp = None
+        if not force and stamp == self._manifest_stamp:
+            return
+        self._manifest_stamp = stamp
+        self.manifest = manifest.load(path)
+        new = [vid for vid in self.manifest.entries if vid not in self.projector.videos]
+        drafts: list[Draft] = []
+        if new:
+            drafts.append({"type": "videos_added", "video_ids": new})
+        problems = tuple(p.as_dict() for p in self.manifest.problems)
+        if problems != tuple(self.projector.manifest_problems):
+            drafts.append({"type": "manifest_checked", "path": str(path), "problems": list(problems)})
+        for p in self.manifest.problems:
+            if str(p) not in self._seen_problems:
+                self._seen_problems.add(str(p))
+                self.log.warning("manifest_line_skipped", file=p.path, line=p.line, error=p.error)
+        self.append(drafts)
+
+    def _process_requests(self) -> None:
+        for path in spool.pending(self.paths.requests):
+            try:
+                req = spool.parse(path)
+                drafts = self._request_drafts(req)
+            except Exception as exc:  # a bad request never stops the daemon
+                reason = str(exc)
+                self.append([{"type": "request_rejected", "file": path.name, "error": reason}])
+                with contextlib.suppress(OSError):
+                    spool.reject(path, reason)
+                continue
+            self.append(drafts)
+            path.unlink(missing_ok=True)  # only now: its events are durable
+        with contextlib.suppress(OSError):
+            fsync_dir(self.paths.requests)
+
+    def _request_drafts(self, req: spool.Request) -> list[Draft]:
+        if req.type == "retry":
+            drafts, refused = decide.retry_drafts(self.projector, req.body.get("video_ids"), req.name)
+            if refused:
+                why = []
+                for vid in refused:
+                    v = self.projector.videos.get(vid)
+                    why.append(f"{vid}: {'unknown video' if v is None else v.status.value}")
+                drafts.append(
+                    {
+                        "type": "request_rejected",
+                        "file": req.name,
+                        "error": "not retried (only failed or waiting videos are): " + "; ".join(why),
+                    }
+                )
+            if not drafts:
+                drafts.append(
+                    {"type": "request_rejected", "file": req.name, "error": "no failed videos to retry"}
+                )
+            return drafts
+        if req.type == "import_checkpoint":
+            return self._import_drafts(req)
+        raise ValueError(f"request type {req.type!r} is not handled by the daemon")
+
+    def _import_drafts(self, req: spool.Request) -> list[Draft]:
+        drafts: list[Draft] = []
+        skipped = 0
+        for vid in req.body["completed"]:
+            v = self.projector.videos.get(vid)
+            if v is not None and v.status in (Status.COMPLETED, Status.RUNNING):
+                skipped += 1
+                continue
+            drafts.append(
+                {
+                    "type": "video_imported",
+                    "video_id": vid,
+                    "status": "completed",
+                    "source": req.body.get("source"),
+                }
+            )
+        for f in req.body.get("failed", []):
+            vid = f["id"]
+            v = self.projector.videos.get(vid)
+            if (v is not None and v.status is not Status.PENDING) or vid in req.body["completed"]:
+                skipped += 1
+                continue
+            drafts.append(
+                {
+                    "type": "video_imported",
+                    "video_id": vid,
+                    "status": "failed",
+                    "error": str(f.get("error") or ""),
+                    "timestamp": str(f.get("timestamp") or ""),
+                    "source": req.body.get("source"),
+                }
+            )
+        if not drafts:
+            drafts.append(
+                {
+                    "type": "request_rejected",
+                    "file": req.name,
+                    "error": f"nothing to import ({skipped} already known here)",
+                }
+            )
+        return drafts
+
+    # -- derived files ----------------------------------------------------------------------------
+    def _maybe_snapshot(self) -> None:
+        if self._events_since_snapshot >= self.config.daemon.snapshot_every:
+            self._write_snapshot()
+
+    def _write_snapshot(self) -> None:
+        try:
+            snapshot.write(self.paths.snapshot, self.projector, self.failpoints)
+        except OSError as exc:  # only an optimisation: never stop work for it
+            self.log.warning("snapshot_failed", error=str(exc))
+            return
+        self._events_since_snapshot = 0
+
+    def _write_views(self, force: bool = False) -> None:
+        now = self.clock()
+        if not force and (now < self._views_due or (self.projector.seq == self._views_seq and not self.jobs)):
+            return
+        t0 = time.perf_counter()
+        try:
+            self._write_view_files()
+        except OSError as exc:
+            self.log.warning("views_failed", error=str(exc))
+        self._views_cost = time.perf_counter() - t0
+        self._views_seq = self.projector.seq
+        # Views are O(videos): space them out so they stay a small share of the loop's time.
+        self._views_due = now + max(self.config.daemon.views_interval, 20 * self._views_cost)
+
+    def _write_view_files(self) -> None:
+        p = self.projector
+        elapsed = views.elapsed_seconds(p, self.now(), daemon_running=True)
+        opt = orjson.OPT_INDENT_2
+        atomic_write(
+            self.paths.checkpoints / "extraction_checkpoint.json",
+            orjson.dumps(views.checkpoint_view(p), option=opt),
+        )
+        atomic_write(
+            self.paths.checkpoints / "extraction_progress.json",
+            orjson.dumps(views.progress_view(p, elapsed), option=opt),
+        )
+        activity = {
+            "pid": os.getpid(),
+            "updated_at": decide.iso(self.now()),
+            "stopping": self.stopping,
+            "workers": self.config.daemon.workers,
+            "running": {
+                vid: {"attempt": j.attempt, "seconds": round(self.clock() - j.started, 1), **j.progress}
+                for vid, j in self.jobs.items()
+            },
+        }
+        atomic_write(self.paths.activity, orjson.dumps(activity, default=str))
+
+    def _status_line(self) -> str:
+        p = self.projector
+        done = p.status_counts[Status.COMPLETED]
+        failed = p.status_counts[Status.FAILED]
+        text = f"{done}/{len(p.videos)} done, {len(self.jobs)} running, {failed} failed"
+        if self.jobs:
+            vid, job = next(iter(self.jobs.items()))
+            stage = job.progress.get("stage")
+            text += f"; current: {vid}" + (f" ({stage})" if stage else "")
+        if self.stopping:
+            text = "stopping: " + text
+        return text

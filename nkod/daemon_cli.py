@@ -1,0 +1,86 @@
+"""``nkod``: the daemon's command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from nkod import __version__
+from nkod.config import BUILTIN_PROCESSOR, load_config, render_toml, with_overrides
+from nkod.errors import ConfigError
+from nkod.logs import configure as configure_logging
+from nkod.logs import get as get_logger
+
+
+def default_data_dir() -> Path:
+    """--data-dir, else $NKOD_DATA_DIR, else $STATE_DIRECTORY (systemd StateDirectory=), else ./data."""
+    for var in ("NKOD_DATA_DIR", "STATE_DIRECTORY"):
+        value = os.environ.get(var)
+        if value:
+            return Path(value.split(":")[0])
+    return Path("data")
+
+
+def default_config_path() -> Path | None:
+    value = os.environ.get("NKOD_CONFIG")
+    return Path(value) if value else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nkod",
+        description="Work through videos.jsonl: download, frames, N'Ko detection, audio segments. "
+        "Resumes by itself; never loses or repeats finished work.",
+    )
+    p.add_argument(
+        "--data-dir", type=Path, help="data directory (default: $NKOD_DATA_DIR, $STATE_DIRECTORY, ./data)"
+    )
+    p.add_argument(
+        "--config", type=Path, help="TOML config file (default: $NKOD_CONFIG, else built-in defaults)"
+    )
+    p.add_argument("--workers", type=int, help="videos processed at once, each in its own process")
+    p.add_argument("--once", action="store_true", help="process what is runnable, then exit 0")
+    p.add_argument(
+        "--processor", metavar="MODULE:FUNC", help=f"processor to run (default {BUILTIN_PROCESSOR})"
+    )
+    p.add_argument("--log-format", choices=("auto", "console", "journal", "plain", "json"))
+    p.add_argument("--print-config", action="store_true", help="print the effective config as TOML and exit")
+    p.add_argument("--version", action="version", version=f"nkod {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config_path = args.config or default_config_path()
+    overrides = {"workers": args.workers, "processor": args.processor, "log_format": args.log_format}
+    try:
+        config = with_overrides(load_config(config_path), **overrides)
+    except ConfigError as exc:
+        print(f"nkod: config error: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        pipeline = None
+        if config.daemon.processor == BUILTIN_PROCESSOR:
+            from nkod.pipeline.settings import effective_table, parse_settings
+
+            pipeline = effective_table(parse_settings(config.pipeline, config.source))
+        sys.stdout.write(render_toml(config, pipeline))
+        return 0
+    configure_logging(config.daemon.log_format)
+    from nkod.daemon import Daemon
+    from nkod.processor import load_processor
+
+    try:
+        load_processor(config.daemon.processor)  # fail now, not in every worker
+    except ConfigError as exc:
+        get_logger().error("config_error", error=str(exc))
+        return 2
+    data_dir = (args.data_dir or default_data_dir()).resolve()
+    daemon = Daemon(data_dir, config, config_path=config_path, once=args.once, overrides=overrides)
+    return daemon.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

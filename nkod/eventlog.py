@@ -1,0 +1,235 @@
+"""Reading and appending ``events.jsonl``: the only place that touches the log's bytes.
+
+Reading streams the file in chunks and checks every line (checksum, contiguous seq, version). A bad
+suffix after the last good line is a torn tail (power cut mid-append): the reader reports it and the
+daemon truncates it. A bad line with good lines after it is damage: :class:`LogCorruptError`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nkod import codec
+from nkod.errors import LogCorruptError, LogVersionError, StorageError
+from nkod.fsutil import fsync_dir
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class TornTail:
+    offset: int  # where the good part ends
+    length: int  # bytes after it
+    line: int  # line number of the first torn line
+    reason: str
+
+
+@dataclass
+class ScanResult:
+    """Filled in while a scan runs; final when the iterator is exhausted."""
+
+    end_offset: int = 0  # byte offset after the last good line
+    last_seq: int = 0
+    lines: int = 0
+    torn: TornTail | None = None
+
+
+def _check_event(path: Path, event: dict[str, Any], line_no: int, offset: int, prev_seq: int) -> int:
+    v = event.get("v")
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise LogCorruptError(path, line_no, offset, f"field 'v' is {v!r}, not a version number")
+    if v > codec.FORMAT_VERSION:
+        raise LogVersionError(path, line_no, v, codec.FORMAT_VERSION)
+    seq = event.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise LogCorruptError(path, line_no, offset, f"field 'seq' is {seq!r}")
+    if prev_seq and seq != prev_seq + 1:
+        raise LogCorruptError(path, line_no, offset, f"seq {seq} does not follow {prev_seq}")
+    if not isinstance(event.get("type"), str) or not isinstance(event.get("ts"), str):
+        raise LogCorruptError(path, line_no, offset, "missing 'type' or 'ts'")
+    return seq
+
+
+def _any_good_line(data: bytes) -> bool:
+    for raw in data.split(b"\n"):
+        if raw:
+            try:
+                codec.decode(raw)
+                return True
+            except codec.LineError:
+                continue
+    return False
+
+
+def scan(
+    path: Path,
+    start_offset: int = 0,
+    prev_seq: int = 0,
+    first_line: int = 1,
+    result: ScanResult | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield the events of `path` from `start_offset`, checked. Fills `result` as it goes."""
+    res = result if result is not None else ScanResult()
+    res.end_offset = start_offset
+    res.last_seq = prev_seq
+    line_no = first_line - 1
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below; a generator cannot use `with` across yields cleanly
+    except FileNotFoundError:
+        return
+    with f:
+        f.seek(start_offset)
+        offset = start_offset
+        pending = b""
+        while True:
+            chunk = f.read(CHUNK)
+            data = pending + chunk
+            if not data:
+                break
+            lines = data.split(b"\n")
+            pending = lines.pop()  # no newline yet (or b"")
+            lines_at_eof = not chunk  # EOF: whatever is left has no newline: torn
+            for raw in lines:
+                line_no += 1
+                try:
+                    event = codec.decode(raw)
+                except codec.LineError as exc:
+                    # Is there a good line after this one? Then it is damage, not a torn tail.
+                    f.seek(offset + len(raw) + 1)
+                    after = f.read()
+                    if _any_good_line(after):
+                        raise LogCorruptError(path, line_no, offset, str(exc)) from None
+                    res.torn = TornTail(offset, len(raw) + 1 + len(after), line_no, str(exc))
+                    return
+                seq = _check_event(path, event, line_no, offset, res.last_seq)
+                offset += len(raw) + 1
+                res.end_offset = offset
+                res.last_seq = seq
+                res.lines = line_no
+                yield event
+            if lines_at_eof:
+                break
+        if pending:
+            line_no += 1
+            res.torn = TornTail(offset, len(pending), line_no, "last line has no newline (torn write)")
+
+
+def read_all(path: Path) -> tuple[list[dict[str, Any]], ScanResult]:
+    result = ScanResult()
+    events = list(scan(path, result=result))
+    return events, result
+
+
+def line_ending_at(path: Path, offset: int) -> dict[str, Any] | None:
+    """The event whose line ends exactly at `offset` (to check a snapshot still matches the log)."""
+    if offset <= 0:
+        return None
+    try:
+        with open(path, "rb") as f:
+            start = max(0, offset - 65536)
+            f.seek(start)
+            data = f.read(offset - start)
+    except OSError:
+        return None
+    if len(data) != offset - start or not data.endswith(b"\n"):
+        return None
+    body = data[:-1]
+    nl = body.rfind(b"\n")
+    if nl < 0 and start > 0:
+        return None
+    try:
+        return codec.decode(body[nl + 1 :])
+    except codec.LineError:
+        return None
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Failpoints:
+    """Named crash points for tests (``NKOD_FAILPOINT=name[,name…]``): the process kills itself there."""
+
+    def __init__(self, spec: str | None = None) -> None:
+        raw = spec if spec is not None else os.environ.get("NKOD_FAILPOINT", "")
+        self.names = {n.strip() for n in raw.split(",") if n.strip()}
+
+    def hit(self, name: str) -> None:
+        if name in self.names:
+            os.kill(os.getpid(), 9)
+
+
+class LogWriter:
+    """Appends stamped events; each call is one write and one fsync (a group commit)."""
+
+    def __init__(self, path: Path, next_seq: int, failpoints: Failpoints | None = None) -> None:
+        self.path = path
+        self.next_seq = next_seq
+        self.failpoints = failpoints or Failpoints("")
+        existed = path.exists()
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self.offset = os.fstat(self.fd).st_size
+        if not existed:
+            fsync_dir(path.parent)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def append(self, drafts: Sequence[dict[str, Any]], ts: str | None = None) -> list[dict[str, Any]]:
+        """Stamp `drafts` (v, seq, ts), append them durably, return the full events.
+
+        On a full or read-only disk the partial write is cut off again, so the log stays valid, and
+        :class:`StorageError` is raised: nothing was recorded.
+        """
+        if not drafts:
+            return []
+        stamp = ts or utc_now_iso()
+        events: list[dict[str, Any]] = []
+        seq = self.next_seq
+        for d in drafts:
+            events.append({"v": codec.FORMAT_VERSION, "seq": seq, "ts": stamp, **d})
+            seq += 1
+        data = b"".join(codec.encode(e) for e in events)
+        before = self.offset
+        try:
+            if "mid_append" in self.failpoints.names:
+                os.write(self.fd, data[: max(1, len(data) // 2)])
+                self.failpoints.hit("mid_append")
+            view = memoryview(data)
+            while view:
+                n = os.write(self.fd, view)
+                view = view[n:]
+            os.fsync(self.fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(self.fd, before)
+                os.fsync(self.fd)
+            except OSError:
+                pass  # then the next start finds a torn tail and cuts it
+            raise StorageError(
+                f"{self.path}: cannot append ({exc.strerror or exc}); nothing was recorded"
+            ) from exc
+        self.offset = before + len(data)
+        self.next_seq = seq
+        return events
+
+
+def truncate_torn(path: Path, torn: TornTail) -> Path:
+    """Cut a torn tail off the log, keeping the cut bytes beside it for forensics. Returns that file."""
+    keep = path.with_name(f"{path.name}.torn-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}")
+    with open(path, "rb") as f:
+        f.seek(torn.offset)
+        tail = f.read()
+    keep.write_bytes(tail)
+    with open(path, "r+b") as f:
+        f.truncate(torn.offset)
+        os.fsync(f.fileno())
+    fsync_dir(path.parent)
+    return keep

@@ -1,0 +1,125 @@
+"""``videos.jsonl``, the input: one JSON object per line with ``video_id`` and ``path`` or ``url``.
+
+A bad line (not JSON, not UTF-8, too long, no or unsafe ``video_id``, no source, a duplicate id) is a
+:class:`Problem` naming the file and line; it is skipped and every valid line is still used.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+MAX_ID_LEN = 64
+MAX_LINE_BYTES = 1 << 20
+VIDEO_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def id_problem(video_id: object) -> str | None:
+    """Why `video_id` cannot name a directory, or None when it is safe."""
+    if not isinstance(video_id, str):
+        return f"video_id must be a string, got {type(video_id).__name__}"
+    if not video_id:
+        return "video_id is empty"
+    if len(video_id) > MAX_ID_LEN:
+        return f"video_id is {len(video_id)} characters long (at most {MAX_ID_LEN})"
+    if not VIDEO_ID_RE.fullmatch(video_id):
+        return f"video_id {video_id[:80]!r} may only use letters, digits, '-' and '_'"
+    return None
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    line: int
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.error}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "line": self.line, "error": self.error}
+
+
+@dataclass
+class Manifest:
+    path: Path
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)  # in file order
+    lines: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def parse(data: bytes, path: Path) -> Manifest:
+    """Parse manifest bytes. A relative ``path`` is resolved against the manifest's directory."""
+    manifest = Manifest(path=path)
+    base = path.parent
+    name = str(path)
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        line = raw.strip()
+        if not line or line.startswith(b"#"):
+            continue
+        if len(line) > MAX_LINE_BYTES:
+            manifest.problems.append(
+                Problem(name, number, f"line is {len(line)} bytes (at most {MAX_LINE_BYTES})")
+            )
+            continue
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            manifest.problems.append(Problem(name, number, f"not UTF-8 (byte {exc.start})"))
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            manifest.problems.append(Problem(name, number, f"not JSON: {exc}"))
+            continue
+        if not isinstance(obj, dict):
+            manifest.problems.append(
+                Problem(name, number, f"expected a JSON object, got {type(obj).__name__}")
+            )
+            continue
+        if "video_id" not in obj:
+            manifest.problems.append(Problem(name, number, "no video_id"))
+            continue
+        why = id_problem(obj["video_id"])
+        if why:
+            manifest.problems.append(Problem(name, number, why))
+            continue
+        vid: str = obj["video_id"]
+        source_path, url = obj.get("path"), obj.get("url")
+        if source_path is None and url is None:
+            manifest.problems.append(Problem(name, number, f"{vid}: needs 'path' or 'url'"))
+            continue
+        if source_path is not None and (not isinstance(source_path, str) or not source_path):
+            manifest.problems.append(Problem(name, number, f"{vid}: 'path' must be a non-empty string"))
+            continue
+        if url is not None and (not isinstance(url, str) or not re.match(r"(?i)^https?://", url)):
+            manifest.problems.append(Problem(name, number, f"{vid}: 'url' must be an http(s) URL"))
+            continue
+        if vid in manifest.entries:
+            first = manifest.lines[vid]
+            manifest.problems.append(
+                Problem(name, number, f"duplicate video_id {vid!r} (first on line {first})")
+            )
+            continue
+        if isinstance(source_path, str):
+            obj["path"] = str(
+                (base / source_path) if not Path(source_path).is_absolute() else Path(source_path)
+            )
+        manifest.entries[vid] = obj
+        manifest.lines[vid] = number
+    return manifest
+
+
+def load(path: Path) -> Manifest:
+    """Read and parse the manifest; a missing file is an empty manifest with one problem."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        m = Manifest(path=path)
+        m.problems.append(Problem(str(path), 0, "manifest file does not exist"))
+        return m
+    return parse(data, path)

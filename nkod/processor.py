@@ -1,0 +1,90 @@
+"""The processor interface: what runs inside a worker process for one video.
+
+A processor is any importable function::
+
+    def process(video: dict, workdir: pathlib.Path, report: nkod.Report) -> dict
+
+`video` is the manifest line (``video_id`` plus ``path`` or ``url`` and any other keys; a relative
+``path`` is already resolved against the manifest's directory). Everything the processor writes into
+`workdir` becomes ``output/<video_id>/`` once it returns, committed atomically by the daemon. It returns
+counts: ``frames``, ``nko_detections``, ``audio_segments`` (missing ones count as 0; more keys allowed,
+numbers only). To fail it raises :class:`nkod.TransientError` or :class:`nkod.PermanentError`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from nkod.errors import ConfigError
+
+REQUIRED_COUNTS = ("frames", "nko_detections", "audio_segments")
+BUILTIN_PROCESSOR = "nkod.pipeline:process"
+
+
+class ProgressSink(Protocol):
+    def __call__(self, message: Mapping[str, Any]) -> None: ...
+
+
+class Report:
+    """Handed to a processor: progress reporting plus the context it may need.
+
+    Call it to report progress: ``report("frames", done=10, total=100)``. The daemon logs the stage
+    and shows it in ``nkoctl status``. Attributes:
+
+    - ``settings``: the ``[pipeline]`` table of the config (a plain dict);
+    - ``cache_dir``: a directory shared by all workers and kept across runs (write atomically);
+    - ``attempt``: 1 for the first try of this video, 2 for the first retry, ...
+    """
+
+    def __init__(
+        self,
+        sink: ProgressSink,
+        *,
+        settings: Mapping[str, Any],
+        cache_dir: Path,
+        attempt: int,
+    ) -> None:
+        self._sink = sink
+        self.settings: dict[str, Any] = dict(settings)
+        self.cache_dir = cache_dir
+        self.attempt = attempt
+
+    def __call__(self, stage: str, **fields: Any) -> None:
+        self._sink({"stage": stage, **fields})
+
+
+Processor = Callable[[dict[str, Any], Path, Report], Mapping[str, Any]]
+
+
+def load_processor(spec: str) -> Processor:
+    """Import ``MODULE:FUNC``; a clear ConfigError when it is not there or not callable."""
+    module_name, sep, func_name = spec.partition(":")
+    if not sep or not module_name or not func_name:
+        raise ConfigError("--processor", None, f"{spec!r} is not of the form MODULE:FUNC")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError("--processor", None, f"cannot import module {module_name!r}: {exc}") from exc
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise ConfigError("--processor", None, f"{module_name!r} has no callable {func_name!r}")
+    return func  # type: ignore[no-any-return]
+
+
+def normalise_counts(raw: object) -> dict[str, int | float]:
+    """The counts a processor returned, checked: a mapping of names to numbers, required keys filled."""
+    if not isinstance(raw, Mapping):
+        raise TypeError(f"processor returned {type(raw).__name__}, expected a dict of counts")
+    counts: dict[str, int | float] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str):
+            raise TypeError(f"processor returned a count with non-string key {key!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"processor returned count {key}={value!r}, expected a number")
+        counts[key] = value
+    for key in REQUIRED_COUNTS:
+        counts.setdefault(key, 0)
+    return counts

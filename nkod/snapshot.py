@@ -1,0 +1,155 @@
+"""``snapshot.json``: the state at a seq and byte offset, so start-up and status replay only the tail.
+
+An optimisation only: a snapshot that is missing, damaged, from another log, or ahead of the log is
+ignored and the state is rebuilt from the log. Deleting it never changes a result.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+
+from nkod import eventlog
+from nkod.fsutil import atomic_write
+from nkod.state import Projector, Session, State, Status, Video
+
+SNAPSHOT_VERSION = 1
+
+# Short keys keep snapshots of 100k+ videos small and fast to load.
+_VIDEO_FIELDS = (
+    ("s", "status"), ("f", "failures"), ("n", "starts"), ("a", "attempt"), ("q", "started_seq"),
+    ("sa", "started_at"), ("nb", "not_before"), ("e", "error"), ("ek", "error_kind"), ("fa", "failed_at"),
+    ("ca", "completed_at"), ("c", "counts"), ("i", "imported"),
+)  # fmt: skip
+_DEFAULT = Video(video_id="")
+
+
+def state_to_doc(state: State | Projector) -> dict[str, Any]:
+    videos = []
+    for v in state.videos.values():
+        row: dict[str, Any] = {"id": v.video_id}
+        for short, name in _VIDEO_FIELDS:
+            value = getattr(v, name)
+            if value != getattr(_DEFAULT, name):
+                row[short] = dict(value) if name == "counts" else value
+        videos.append(row)
+    s = state.session
+    return {
+        "seq": state.seq,
+        "offset": state.offset,
+        "log_id": state.log_id,
+        "created_at": state.created_at,
+        "last_ts": state.last_ts,
+        "totals": dict(state.totals),
+        "completed_by_nkod": state.completed_by_nkod,
+        "session": {"active_seconds": s.active_seconds, "open_since": s.open_since, "pid": s.pid},
+        "manifest_problems": list(state.manifest_problems),
+        "videos": videos,
+    }
+
+
+def state_from_doc(doc: dict[str, Any]) -> State:
+    videos: dict[str, Video] = {}
+    for row in doc["videos"]:
+        kwargs: dict[str, Any] = {}
+        for short, name in _VIDEO_FIELDS:
+            if short in row:
+                kwargs[name] = row[short]
+        if "status" in kwargs:
+            kwargs["status"] = Status(kwargs["status"])
+        if "counts" in kwargs:
+            kwargs["counts"] = MappingProxyType(kwargs["counts"])
+        videos[row["id"]] = Video(video_id=row["id"], **kwargs)
+    s = doc["session"]
+    return State(
+        seq=doc["seq"],
+        offset=doc["offset"],
+        log_id=doc["log_id"],
+        created_at=doc["created_at"],
+        last_ts=doc["last_ts"],
+        videos=MappingProxyType(videos),
+        totals=MappingProxyType(dict(doc["totals"])),
+        completed_by_nkod=doc["completed_by_nkod"],
+        session=Session(active_seconds=s["active_seconds"], open_since=s["open_since"], pid=s["pid"]),
+        manifest_problems=tuple(doc["manifest_problems"]),
+    )
+
+
+def write(path: Path, state: State | Projector, failpoints: eventlog.Failpoints | None = None) -> None:
+    body = orjson.dumps({"v": SNAPSHOT_VERSION, "state": state_to_doc(state)})
+    data = b'{"crc":"%08x","doc":%s}' % (zlib.crc32(body), body)
+    if failpoints is not None and "mid_snapshot" in failpoints.names:
+        tmp = path.with_name(f".{path.name}.failpoint.tmp")
+        tmp.write_bytes(data[: len(data) // 2])
+        failpoints.hit("mid_snapshot")
+    atomic_write(path, data)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    state: State | None
+    problem: str | None  # why the snapshot was not used (None when used or absent)
+
+
+def load(path: Path, log_path: Path) -> Loaded:
+    """The snapshot's state if it is whole and matches the log; else why not."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Loaded(None, None)
+    except OSError as exc:
+        return Loaded(None, f"cannot read {path}: {exc}")
+    try:
+        if not data.startswith(b'{"crc":"') or data[16:23] != b'","doc"':
+            raise ValueError("not a snapshot file")
+        body = data[24:-1]
+        if zlib.crc32(body) != int(data[8:16], 16):
+            raise ValueError("checksum mismatch")
+        doc = orjson.loads(body)
+        if doc.get("v") != SNAPSHOT_VERSION:
+            raise ValueError(f"snapshot version {doc.get('v')!r}")
+        state = state_from_doc(doc["state"])
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+        return Loaded(None, f"{path} is damaged ({exc}); rebuilding from the log")
+    at = eventlog.line_ending_at(log_path, state.offset) if state.seq else None
+    if state.seq and (at is None or at.get("seq") != state.seq):
+        return Loaded(None, f"{path} does not match {log_path} (seq {state.seq}); rebuilding from the log")
+    return Loaded(state, None)
+
+
+@dataclass
+class Replay:
+    """The result of loading the log: the projector, plus what the reader found on the way."""
+
+    projector: Projector
+    scan: eventlog.ScanResult
+    snapshot_used: bool
+    snapshot_problem: str | None
+    tail_events: int
+
+
+def replay(data_log: Path, snapshot_path: Path, use_snapshot: bool = True) -> Replay:
+    """Snapshot + tail. Raises LogCorruptError / LogVersionError on a damaged log."""
+    loaded = load(snapshot_path, data_log) if use_snapshot else Loaded(None, None)
+    base = loaded.state
+    projector = Projector(base)
+    result = eventlog.ScanResult()
+    count = 0
+    events: Iterator[dict[str, Any]] = eventlog.scan(
+        data_log,
+        start_offset=base.offset if base else 0,
+        prev_seq=base.seq if base else 0,
+        first_line=(base.seq + 1) if base else 1,
+        result=result,
+    )
+    for event in events:
+        projector.apply(event)
+        count += 1
+    projector.offset = result.end_offset
+    return Replay(projector, result, base is not None, loaded.problem, count)

@@ -1,0 +1,318 @@
+"""The pure core: what the event log means.
+
+``state = fold(events)``. Each event type has one ``_mutate_<type>`` function; none does I/O, reads a
+clock or logs. Time comes in on the events (``ts``).
+
+:class:`State` is frozen. :class:`Projector` is the same fold kept open for the daemon, which applies
+one event at a time and cannot afford to copy every video per event: it mutates private dicts of frozen
+:class:`Video` values and hands out frozen :class:`State` copies on demand. ``apply``/``fold`` are built
+on it, so there is one implementation of the semantics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+Event = Mapping[str, Any]
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True, slots=True)
+class Video:
+    """One video's place in its life: pending → running → completed | failed | interrupted."""
+
+    video_id: str
+    status: Status = Status.PENDING
+    failures: int = 0  # transient failures in the current cycle (a retry request resets it)
+    starts: int = 0  # video_started events ever
+    attempt: int = 0  # attempt number of the latest start
+    started_seq: int = 0  # seq of the latest video_started: names the output it may commit
+    started_at: str | None = None
+    not_before: str | None = None  # backoff: not to be started before this time
+    error: str | None = None
+    error_kind: str | None = None
+    failed_at: str | None = None
+    completed_at: str | None = None
+    counts: Mapping[str, float] | None = None
+    imported: bool = False  # completed/failed by the old run_extraction.py (import-checkpoint)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """Daemon run-time bookkeeping, for elapsed time and rate."""
+
+    active_seconds: float = 0.0  # closed daemon sessions
+    open_since: str | None = None  # ts of the daemon_started not yet closed
+    pid: int | None = None
+
+
+@dataclass(frozen=True)
+class State:
+    seq: int = 0
+    offset: int = 0  # not part of the meaning: where in the log `seq` ends (set by the reader)
+    log_id: str | None = None
+    created_at: str | None = None
+    last_ts: str | None = None
+    videos: Mapping[str, Video] = field(default_factory=lambda: MappingProxyType({}))
+    totals: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    completed_by_nkod: int = 0  # completions in this log not from import (for the rate)
+    session: Session = Session()
+    manifest_problems: tuple[Mapping[str, Any], ...] = ()
+
+    def by_status(self, status: Status) -> list[Video]:
+        return [v for v in self.videos.values() if v.status is status]
+
+    def count(self, status: Status) -> int:
+        return sum(1 for v in self.videos.values() if v.status is status)
+
+
+def parse_ts(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+def seconds_between(start: str, end: str) -> float:
+    return max(0.0, (parse_ts(end) - parse_ts(start)).total_seconds())
+
+
+class Projector:
+    """The fold, kept open. ``apply(event)`` mutates this projector only; ``state()`` freezes a copy."""
+
+    def __init__(self, state: State | None = None) -> None:
+        s = state or State()
+        self.seq = s.seq
+        self.offset = s.offset
+        self.log_id = s.log_id
+        self.created_at = s.created_at
+        self.last_ts = s.last_ts
+        self.videos: dict[str, Video] = dict(s.videos)
+        self.totals: dict[str, float] = dict(s.totals)
+        self.completed_by_nkod = s.completed_by_nkod
+        self.session = s.session
+        self.manifest_problems = s.manifest_problems
+        # Derived indexes, rebuilt not stored: runnable candidates in the order they became runnable,
+        # and how many videos are in each status (so the daemon's loop never scans every video).
+        self.status_counts: dict[Status, int] = dict.fromkeys(Status, 0)
+        for v in s.videos.values():
+            self.status_counts[v.status] += 1
+        self.queue: dict[str, None] = {
+            vid: None for vid, v in s.videos.items() if v.status in (Status.PENDING, Status.INTERRUPTED)
+        }
+
+    # -- reading ------------------------------------------------------------------------------
+    def state(self) -> State:
+        return State(
+            seq=self.seq,
+            offset=self.offset,
+            log_id=self.log_id,
+            created_at=self.created_at,
+            last_ts=self.last_ts,
+            videos=MappingProxyType(dict(self.videos)),
+            totals=MappingProxyType(dict(self.totals)),
+            completed_by_nkod=self.completed_by_nkod,
+            session=self.session,
+            manifest_problems=self.manifest_problems,
+        )
+
+    # -- the fold -----------------------------------------------------------------------------
+    def apply(self, event: Event) -> None:
+        seq = event["seq"]
+        if seq != self.seq + 1:
+            raise ValueError(f"event seq {seq} does not follow {self.seq}")
+        mutate = _MUTATORS.get(event["type"])
+        if mutate is not None:  # an unknown type of the same version changes nothing
+            mutate(self, event)
+        self.seq = seq
+        self.last_ts = event["ts"]
+
+    def apply_all(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.apply(event)
+
+    # -- helpers for mutators -------------------------------------------------------------------
+    def _put(self, video: Video) -> None:
+        old = self.videos.get(video.video_id)
+        self.videos[video.video_id] = video
+        if old is not None:
+            self.status_counts[old.status] -= 1
+        self.status_counts[video.status] += 1
+        runnable = video.status in (Status.PENDING, Status.INTERRUPTED)
+        if runnable and video.video_id not in self.queue:
+            self.queue[video.video_id] = None
+        elif not runnable:
+            self.queue.pop(video.video_id, None)
+        if old is not None and old.status is Status.COMPLETED and old.counts:
+            self._add_totals(old.counts, -1)
+        if video.status is Status.COMPLETED and video.counts:
+            self._add_totals(video.counts, +1)
+
+    def _add_totals(self, counts: Mapping[str, float], sign: int) -> None:
+        for key, value in counts.items():
+            self.totals[key] = self.totals.get(key, 0) + sign * value
+
+    def _video(self, event: Event) -> Video:
+        vid: str = event["video_id"]
+        return self.videos.get(vid) or Video(video_id=vid)
+
+
+# -- one mutator per event type --------------------------------------------------------------------
+
+
+def _mutate_log_created(p: Projector, e: Event) -> None:
+    p.log_id = e["log_id"]
+    p.created_at = e["ts"]
+
+
+def _mutate_daemon_started(p: Projector, e: Event) -> None:
+    s = p.session
+    active = s.active_seconds
+    if s.open_since is not None and p.last_ts is not None:  # the previous daemon died: close at its last word
+        active += seconds_between(s.open_since, p.last_ts)
+    p.session = Session(active_seconds=active, open_since=e["ts"], pid=e.get("pid"))
+
+
+def _mutate_daemon_stopped(p: Projector, e: Event) -> None:
+    s = p.session
+    active = s.active_seconds
+    if s.open_since is not None:
+        active += seconds_between(s.open_since, e["ts"])
+    p.session = Session(active_seconds=active, open_since=None, pid=None)
+
+
+def _mutate_videos_added(p: Projector, e: Event) -> None:
+    for vid in e["video_ids"]:
+        if vid not in p.videos:
+            p._put(Video(video_id=vid))
+
+
+def _mutate_video_started(p: Projector, e: Event) -> None:
+    v = p._video(e)
+    p._put(
+        replace(
+            v,
+            status=Status.RUNNING,
+            starts=v.starts + 1,
+            attempt=e["attempt"],
+            started_seq=e["seq"],
+            started_at=e["ts"],
+            not_before=None,
+        )
+    )
+
+
+def _mutate_video_completed(p: Projector, e: Event) -> None:
+    v = p._video(e)
+    counts = e.get("counts") or {}
+    p._put(
+        replace(
+            v,
+            status=Status.COMPLETED,
+            counts=MappingProxyType(dict(counts)),
+            completed_at=e["ts"],
+            error=None,
+            error_kind=None,
+            not_before=None,
+        )
+    )
+    p.completed_by_nkod += 1
+
+
+def _mutate_video_retry_scheduled(p: Projector, e: Event) -> None:
+    v = p._video(e)
+    p._put(
+        replace(
+            v,
+            status=Status.PENDING,
+            failures=v.failures + 1,
+            not_before=e["not_before"],
+            error=e["error"],
+            error_kind=e.get("error_kind", "transient"),
+        )
+    )
+
+
+def _mutate_video_failed(p: Projector, e: Event) -> None:
+    v = p._video(e)
+    p._put(
+        replace(
+            v,
+            status=Status.FAILED,
+            failures=v.failures + 1,
+            error=e["error"],
+            error_kind=e.get("error_kind", "permanent"),
+            failed_at=e["ts"],
+            not_before=None,
+        )
+    )
+
+
+def _mutate_video_interrupted(p: Projector, e: Event) -> None:
+    v = p._video(e)
+    p._put(replace(v, status=Status.INTERRUPTED, error=e.get("reason"), error_kind="interrupted"))
+
+
+def _mutate_retry_requested(p: Projector, e: Event) -> None:
+    v = p.videos.get(e["video_id"])
+    if v is None or v.status in (Status.RUNNING, Status.COMPLETED):
+        return
+    p._put(
+        replace(
+            v,
+            status=Status.PENDING if v.status is not Status.INTERRUPTED else Status.INTERRUPTED,
+            failures=0,
+            not_before=None,
+            error=None,
+            error_kind=None,
+            failed_at=None,
+        )
+    )
+
+
+def _mutate_video_imported(p: Projector, e: Event) -> None:
+    v = p._video(e)
+    if e["status"] == "completed":
+        p._put(replace(v, status=Status.COMPLETED, completed_at=e.get("timestamp") or e["ts"], imported=True))
+    else:
+        p._put(
+            replace(
+                v,
+                status=Status.FAILED,
+                error=e.get("error") or "failed in the old run (imported)",
+                error_kind="permanent",
+                failed_at=e.get("timestamp") or e["ts"],
+                imported=True,
+            )
+        )
+
+
+def _mutate_manifest_checked(p: Projector, e: Event) -> None:
+    p.manifest_problems = tuple(e.get("problems", ()))
+
+
+_MUTATORS = {
+    name.removeprefix("_mutate_"): fn for name, fn in list(globals().items()) if name.startswith("_mutate_")
+}
+EVENT_TYPES = frozenset(_MUTATORS) | {"request_rejected", "log_repaired", "config_reloaded"}
+
+
+def apply(state: State, event: Event) -> State:
+    """The state after one more event. Pure: `state` is not changed."""
+    return fold([event], state)
+
+
+def fold(events: Iterable[Event], state: State | None = None) -> State:
+    """The state after `events`, starting from `state` (empty by default). Pure."""
+    projector = Projector(state)
+    projector.apply_all(events)
+    return projector.state()

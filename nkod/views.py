@@ -1,0 +1,114 @@
+"""Derived views of the state (pure): the seed's checkpoint and progress files, and ``status --json``.
+
+The daemon writes the first two atomically under ``checkpoints/`` so tools made for the old
+``run_extraction.py`` keep working; nobody reads them back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from nkod.state import Projector, State, Status, parse_ts
+
+
+def elapsed_seconds(state: State | Projector, now: datetime, daemon_running: bool) -> float:
+    """Time spent with a daemon up: closed sessions plus the open one (to now, or to its last event)."""
+    s = state.session
+    total = s.active_seconds
+    if s.open_since is not None:
+        end = now if daemon_running else (parse_ts(state.last_ts) if state.last_ts else now)
+        total += max(0.0, (end - parse_ts(s.open_since)).total_seconds())
+    return total
+
+
+def checkpoint_view(state: State | Projector) -> dict[str, Any]:
+    """``extraction_checkpoint.json`` in the seed's format."""
+    videos = state.videos.values()
+    running = [v.video_id for v in videos if v.status is Status.RUNNING]
+    return {
+        "completed_videos": [v.video_id for v in videos if v.status is Status.COMPLETED],
+        "failed_videos": [
+            {"id": v.video_id, "error": v.error or "", "timestamp": v.failed_at or ""}
+            for v in videos
+            if v.status is Status.FAILED
+        ],
+        "current_video": running[0] if running else None,
+        "started_at": state.created_at or "",
+        "last_updated": state.last_ts or "",
+    }
+
+
+def progress_view(state: State | Projector, elapsed: float) -> dict[str, Any]:
+    """``extraction_progress.json`` in the seed's format."""
+    t = state.totals
+    return {
+        "total_videos": len(state.videos),
+        "processed_videos": sum(1 for v in state.videos.values() if v.status is Status.COMPLETED),
+        "total_frames": int(t.get("frames", 0)),
+        "total_detections": int(t.get("nko_detections", 0)),
+        "total_audio_segments": int(t.get("audio_segments", 0)),
+        "total_nko_frames": int(t.get("nko_frames", 0)),
+        "elapsed_seconds": round(elapsed, 3),
+    }
+
+
+def status_doc(
+    state: State | Projector,
+    now: datetime,
+    daemon_pid: int | None,
+    activity: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What ``nkoctl status --json`` prints. `activity` is the daemon's live progress, when known."""
+    by: dict[Status, list[str]] = {s: [] for s in Status}
+    failed: list[dict[str, Any]] = []
+    waiting = 0
+    for v in state.videos.values():
+        by[v.status].append(v.video_id)
+        if v.status is Status.FAILED:
+            failed.append(
+                {
+                    "id": v.video_id,
+                    "error": v.error or "",
+                    "timestamp": v.failed_at or "",
+                    "attempts": v.failures,
+                    "error_kind": v.error_kind or "",
+                    "imported": v.imported,
+                }
+            )
+        elif v.status is Status.PENDING and v.not_before is not None:
+            waiting += 1
+    running = daemon_pid is not None
+    elapsed = elapsed_seconds(state, now, running)
+    done = len(by[Status.COMPLETED])
+    total = len(state.videos)
+    rate = state.completed_by_nkod / (elapsed / 3600) if elapsed > 0 and state.completed_by_nkod else 0.0
+    remaining = total - done - len(failed)
+    eta = remaining / rate * 3600 if rate > 0 else None
+    t = state.totals
+    doc: dict[str, Any] = {
+        "total": total,
+        "completed": done,
+        "pending": len(by[Status.PENDING]),
+        "waiting_backoff": waiting,
+        "running": by[Status.RUNNING],
+        "failed": failed,
+        "interrupted": by[Status.INTERRUPTED],
+        "frames": int(t.get("frames", 0)),
+        "nko_detections": int(t.get("nko_detections", 0)),
+        "nko_frames": int(t.get("nko_frames", 0)),
+        "audio_segments": int(t.get("audio_segments", 0)),
+        "elapsed_seconds": round(elapsed, 1),
+        "rate_per_hour": round(rate, 2),
+        "eta_seconds": round(eta, 1) if eta is not None else None,
+        "daemon_running": running,
+        "daemon_pid": daemon_pid,
+        "seq": state.seq,
+        "log_id": state.log_id,
+        "started_at": state.created_at,
+        "last_event_at": state.last_ts,
+        "manifest_problems": list(state.manifest_problems),
+    }
+    if activity is not None:
+        doc["activity"] = activity
+    return doc
