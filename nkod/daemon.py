@@ -260,9 +260,7 @@ class Daemon:
         try:
             self.writer = eventlog.LogWriter(self.paths.log, replay.scan.last_seq + 1, self.failpoints)
             if self.projector.seq == 0:
-                self.append(
-                    [{"type": "log_created", "log_id": os.urandom(8).hex(), "nkod_version": __version__}]
-                )
+                self.append([{"type": "log_created", "log_id": os.urandom(8).hex(), "nkod_version": __version__}])
             self.append(
                 [
                     {
@@ -391,9 +389,7 @@ class Daemon:
             now = self.clock()
             if self._signals and not self.stopping:
                 self._begin_stop(now)
-            if self._signals >= 2 and any(
-                j.stop_reason is None or j.kill_at is None for j in self.jobs.values()
-            ):
+            if self._signals >= 2 and any(j.stop_reason is None or j.kill_at is None for j in self.jobs.values()):
                 self._abort_jobs(f"stopped at once (second {self._stop_reason})")
             if self._reload:
                 self._reload = False
@@ -487,9 +483,7 @@ class Daemon:
         os.set_blocking(r, False)
         timeout = self.config.daemon.video_timeout
         now = self.clock()
-        job = Job(
-            vid, event["attempt"], event["seq"], workdir, proc, r, now, now + timeout if timeout else None
-        )
+        job = Job(vid, event["attempt"], event["seq"], workdir, proc, r, now, now + timeout if timeout else None)
         self.jobs[vid] = job
         self._selector.register(r, selectors.EVENT_READ, job)
 
@@ -564,9 +558,7 @@ class Daemon:
             return
         elif outcome is None:
             how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-            outcome = Outcome(
-                ok=False, kind="transient", error=f"worker process died ({how}) without a result"
-            )
+            outcome = Outcome(ok=False, kind="transient", error=f"worker process died ({how}) without a result")
         self.append(decide.outcome_drafts(video, outcome, self.policy, self.now()))
 
     def _commit(self, job: Job, outcome: Outcome) -> None:
@@ -604,9 +596,7 @@ class Daemon:
         for job in self.jobs.values():
             if job.deadline is not None and now >= job.deadline and job.kill_at is None:
                 job.timed_out = True
-                self.log.warning(
-                    "video_timeout", video_id=job.video_id, seconds=self.config.daemon.video_timeout
-                )
+                self.log.warning("video_timeout", video_id=job.video_id, seconds=self.config.daemon.video_timeout)
                 self._terminate(job, "timeout")
             if job.kill_at is not None and now >= job.kill_at and job.proc.poll() is None:
                 job.proc.kill()
@@ -737,9 +727,7 @@ class Daemon:
                     }
                 )
             if not drafts:
-                drafts.append(
-                    {"type": "request_rejected", "file": req.name, "error": "no failed videos to retry"}
-                )
+                drafts.append({"type": "request_rejected", "file": req.name, "error": "no failed videos to retry"})
             return drafts
         if req.type == "import_checkpoint":
             return self._import_drafts(req)

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 from nkod import __version__
-from nkod.config import BUILTIN_PROCESSOR, load_config, render_toml, with_overrides
+from nkod.config import load_config, render_toml, with_overrides
 from nkod.errors import ConfigError
 from nkod.logs import configure as configure_logging
 from nkod.logs import get as get_logger
+from nkod.processor import BUILTIN_PROCESSOR
 
 
 def default_data_dir() -> Path:
@@ -34,17 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Work through videos.jsonl: download, frames, N'Ko detection, audio segments. "
         "Resumes by itself; never loses or repeats finished work.",
     )
-    p.add_argument(
-        "--data-dir", type=Path, help="data directory (default: $NKOD_DATA_DIR, $STATE_DIRECTORY, ./data)"
-    )
-    p.add_argument(
-        "--config", type=Path, help="TOML config file (default: $NKOD_CONFIG, else built-in defaults)"
-    )
+    p.add_argument("--data-dir", type=Path, help="data directory (default: $NKOD_DATA_DIR, $STATE_DIRECTORY, ./data)")
+    p.add_argument("--config", type=Path, help="TOML config file (default: $NKOD_CONFIG, else built-in defaults)")
     p.add_argument("--workers", type=int, help="videos processed at once, each in its own process")
     p.add_argument("--once", action="store_true", help="process what is runnable, then exit 0")
-    p.add_argument(
-        "--processor", metavar="MODULE:FUNC", help=f"processor to run (default {BUILTIN_PROCESSOR})"
-    )
+    p.add_argument("--processor", metavar="MODULE:FUNC", help=f"processor to run (default {BUILTIN_PROCESSOR})")
     p.add_argument("--log-format", choices=("auto", "console", "journal", "plain", "json"))
     p.add_argument("--print-config", action="store_true", help="print the effective config as TOML and exit")
     p.add_argument("--version", action="version", version=f"nkod {__version__}")

@@ -187,15 +187,11 @@ def plan(state: State, available: Iterable[str], now: datetime) -> list[PlanRow]
         if vid not in in_manifest:
             rest.append(PlanRow(vid, "skip", "not in the manifest (no source to process)"))
         elif not is_due(v, now):
-            rest.append(
-                PlanRow(vid, "wait", f"backoff after attempt {v.attempt} until {v.not_before}: {v.error}")
-            )
+            rest.append(PlanRow(vid, "wait", f"backoff after attempt {v.attempt} until {v.not_before}: {v.error}"))
         elif v.status is Status.INTERRUPTED:
             interrupted.append(PlanRow(vid, "run", "interrupted: redone first"))
         else:
-            runs.append(
-                PlanRow(vid, "run", "pending" if v.failures == 0 else f"retry after {v.failures} failure(s)")
-            )
+            runs.append(PlanRow(vid, "run", "pending" if v.failures == 0 else f"retry after {v.failures} failure(s)"))
     for vid, v in state.videos.items():
         if vid in queued:
             continue

@@ -213,9 +213,7 @@ class LogWriter:
                 os.fsync(self.fd)
             except OSError:
                 pass  # then the next start finds a torn tail and cuts it
-            raise StorageError(
-                f"{self.path}: cannot append ({exc.strerror or exc}); nothing was recorded"
-            ) from exc
+            raise StorageError(f"{self.path}: cannot append ({exc.strerror or exc}); nothing was recorded") from exc
         self.offset = before + len(data)
         self.next_seq = seq
         return events

@@ -62,9 +62,7 @@ def parse(data: bytes, path: Path) -> Manifest:
         if not line or line.startswith(b"#"):
             continue
         if len(line) > MAX_LINE_BYTES:
-            manifest.problems.append(
-                Problem(name, number, f"line is {len(line)} bytes (at most {MAX_LINE_BYTES})")
-            )
+            manifest.problems.append(Problem(name, number, f"line is {len(line)} bytes (at most {MAX_LINE_BYTES})"))
             continue
         try:
             line.decode("utf-8")
@@ -77,9 +75,7 @@ def parse(data: bytes, path: Path) -> Manifest:
             manifest.problems.append(Problem(name, number, f"not JSON: {exc}"))
             continue
         if not isinstance(obj, dict):
-            manifest.problems.append(
-                Problem(name, number, f"expected a JSON object, got {type(obj).__name__}")
-            )
+            manifest.problems.append(Problem(name, number, f"expected a JSON object, got {type(obj).__name__}"))
             continue
         if "video_id" not in obj:
             manifest.problems.append(Problem(name, number, "no video_id"))
@@ -101,14 +97,10 @@ def parse(data: bytes, path: Path) -> Manifest:
             continue
         if vid in manifest.entries:
             first = manifest.lines[vid]
-            manifest.problems.append(
-                Problem(name, number, f"duplicate video_id {vid!r} (first on line {first})")
-            )
+            manifest.problems.append(Problem(name, number, f"duplicate video_id {vid!r} (first on line {first})"))
             continue
         if isinstance(source_path, str):
-            obj["path"] = str(
-                (base / source_path) if not Path(source_path).is_absolute() else Path(source_path)
-            )
+            obj["path"] = str((base / source_path) if not Path(source_path).is_absolute() else Path(source_path))
         manifest.entries[vid] = obj
         manifest.lines[vid] = number
     return manifest

@@ -13,9 +13,7 @@ import sdnotify
 
 
 class Notifier:
-    def __init__(
-        self, send: Callable[[str], None] | None = None, clock: Callable[[], float] = time.monotonic
-    ):
+    def __init__(self, send: Callable[[str], None] | None = None, clock: Callable[[], float] = time.monotonic):
         self.enabled = send is not None or bool(os.environ.get("NOTIFY_SOCKET"))
         self._send = send or sdnotify.SystemdNotifier().notify
         self._clock = clock

@@ -300,9 +300,7 @@ def _mutate_manifest_checked(p: Projector, e: Event) -> None:
     p.manifest_problems = tuple(e.get("problems", ()))
 
 
-_MUTATORS = {
-    name.removeprefix("_mutate_"): fn for name, fn in list(globals().items()) if name.startswith("_mutate_")
-}
+_MUTATORS = {name.removeprefix("_mutate_"): fn for name, fn in list(globals().items()) if name.startswith("_mutate_")}
 EVENT_TYPES = frozenset(_MUTATORS) | {"request_rejected", "log_repaired", "config_reloaded"}
 
 

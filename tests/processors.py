@@ -20,7 +20,9 @@ def process(video: dict[str, Any], workdir: Path, report: Report) -> dict[str, A
     fail = video.get("fail")
     if fail and report.attempt <= int(video.get("fail_attempts", 1_000_000)):
         if fail == "transient":
-            raise TransientError(f"rate limited (HTTP 429) on {video['video_id']}", retry_after=video.get("retry_after"))
+            raise TransientError(
+                f"rate limited (HTTP 429) on {video['video_id']}", retry_after=video.get("retry_after")
+            )
         if fail == "permanent":
             raise PermanentError(f"video {video['video_id']} is unavailable")
         if fail == "crash":

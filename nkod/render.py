@@ -1,0 +1,103 @@
+"""How nkoctl shows things to a person (rich). Pure formatting: data in, renderables out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def bar(done: int, total: int, width: int = 30) -> str:
+    filled = round(width * done / total) if total else 0
+    return "█" * filled + "░" * (width - filled)
+
+
+def status_panel(doc: dict[str, Any]) -> RenderableType:
+    """The seed's status box, from ``status --json``'s document."""
+    total, done = doc["total"], doc["completed"]
+    pct = 100 * done / total if total else 0.0
+    frames = doc["frames"]
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("Videos:", f"{done:,} / {total:,} ({pct:.1f}%)  {bar(done, total)}")
+    grid.add_row("Frames:", f"{frames:,} extracted")
+    detections = doc["nko_detections"]
+    nko_pct = f" ({100 * detections / frames:.0f}%)" if frames else ""
+    grid.add_row("N'Ko:", f"{detections:,} detections{nko_pct}")
+    grid.add_row("Audio:", f"{doc['audio_segments']:,} segments")
+    failed = len(doc["failed"])
+    grid.add_row("Failed:", Text(f"{failed} video{'s' if failed != 1 else ''}", style="red" if failed else ""))
+    if doc["interrupted"]:
+        grid.add_row("Interrupted:", f"{len(doc['interrupted'])} (redone first)")
+    if doc.get("waiting_backoff"):
+        grid.add_row("Backoff:", f"{doc['waiting_backoff']} waiting to retry")
+    grid.add_row("", "")
+    grid.add_row("Elapsed:", duration(doc["elapsed_seconds"]))
+    eta = doc["eta_seconds"]
+    grid.add_row("ETA:", f"~{duration(eta)} remaining" if eta is not None else "—")
+    grid.add_row("Rate:", f"{doc['rate_per_hour']:.1f} videos/hour")
+    grid.add_row("", "")
+    if doc["daemon_running"]:
+        daemon = Text(f"running (PID {doc['daemon_pid']})", style="green")
+    else:
+        daemon = Text("not running", style="yellow")
+    grid.add_row("Daemon:", daemon)
+    activity = doc.get("activity") or {}
+    running = doc["running"]
+    if running and doc["daemon_running"]:
+        for vid in running:
+            info = (activity.get("running") or {}).get(vid, {})
+            stage = info.get("stage")
+            extra = f" — {stage}" if stage else ""
+            if "percent" in info:
+                extra += f" {float(info['percent']):.0f}%"
+            elif "done" in info and "total" in info:
+                extra += f" {info['done']}/{info['total']}"
+            grid.add_row("Currently:", f"Processing {vid}{extra}")
+    elif running:
+        grid.add_row("Currently:", Text(f"{', '.join(running)} (interrupted: redone at next start)", style="yellow"))
+    if doc.get("manifest_problems"):
+        grid.add_row("Manifest:", Text(f"{len(doc['manifest_problems'])} line(s) skipped", style="yellow"))
+    parts: list[RenderableType] = [Panel(grid, title="Pipeline Status", border_style="blue", expand=False)]
+    if doc["failed"]:
+        lines = Text("Failed Videos:\n", style="bold")
+        for i, f in enumerate(doc["failed"], 1):
+            attempts = f"after {f['attempts']} attempt{'s' if f['attempts'] != 1 else ''}" if f["attempts"] else ""
+            lines.append(f"  {i}. {f['id']} - {f['error']}" + (f" ({attempts})" if attempts else "") + "\n")
+        lines.append("  Retry with: nkoctl retry [ID…]\n", style="dim")
+        parts.append(lines)
+    if doc.get("manifest_problems"):
+        lines = Text("Manifest lines skipped:\n", style="bold")
+        for p in doc["manifest_problems"][:20]:
+            lines.append(f"  {p['path']}:{p['line']}: {p['error']}\n")
+        parts.append(lines)
+    return Group(*parts)
+
+
+def event_line(e: dict[str, Any]) -> str:
+    """One event as a readable line: seq, time, type, video, the rest as key=value."""
+    skip = {"v", "seq", "ts", "type", "video_id", "crc"}
+    rest = []
+    for key, value in e.items():
+        if key in skip:
+            continue
+        if key == "video_ids" and isinstance(value, list) and len(value) > 5:
+            value = [*value[:5], f"…+{len(value) - 5}"]
+        rest.append(f"{key}={value}")
+    vid = e.get("video_id", "")
+    return f"{e['seq']:>7} {e['ts'][:23]} {e['type']:<22} {vid:<14} " + " ".join(rest)
