@@ -1,0 +1,159 @@
+"""Running the real `nkod` and `nkoctl` binaries against a throw-away data directory."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def binary(name: str) -> str:
+    """The console script installed next to this Python (the venv's), else on PATH."""
+    candidate = BIN / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} is not installed (pip install -e .)")
+    return found
+
+
+def env(**extra: str) -> dict[str, str]:
+    """Environment for the binaries: the repo on PYTHONPATH (for tests.processors), no systemd vars."""
+    e = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+            "JOURNAL_STREAM",
+            "NKOD_DATA_DIR",
+            "STATE_DIRECTORY",
+            "NKOD_CONFIG",
+            "NKOD_FAILPOINT",
+        )
+    }
+    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
+    e.update(extra)
+    return e
+
+
+class DataDir:
+    """A data directory with a manifest and a config that uses tests.processors:process."""
+
+    def __init__(self, root: Path, **daemon: Any) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.config = root.parent / f"{root.name}.toml"
+        settings = {
+            "processor": "tests.processors:process",
+            "backoff_initial": 0.2,
+            "backoff_max": 2.0,
+            "stop_grace": 10.0,
+            "views_interval": 0.2,
+            "rescan_interval": 0.5,
+            **daemon,
+        }
+        lines = ["[daemon]"]
+        for key, value in settings.items():
+            lines.append(f"{key} = {value!r}".replace("'", '"'))
+        self.config.write_text("\n".join(lines) + "\n")
+
+    @property
+    def log(self) -> Path:
+        return self.root / "events.jsonl"
+
+    def manifest(self, videos: Iterable[Mapping[str, Any]], append: bool = False) -> None:
+        mode = "ab" if append else "wb"
+        with open(self.root / "videos.jsonl", mode) as f:
+            for v in videos:
+                f.write(orjson.dumps({"path": "none.mp4", **v}) + b"\n")
+
+    def events(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        out = []
+        for line in self.log.read_bytes().split(b"\n"):
+            if line:
+                with contextlib.suppress(orjson.JSONDecodeError):  # a torn tail, if the test made one
+                    out.append(orjson.loads(line))
+        return out
+
+    def types(self, video_id: str | None = None) -> list[str]:
+        return [e["type"] for e in self.events() if video_id is None or e.get("video_id") == video_id]
+
+    def completed_count(self) -> collections.Counter[str]:
+        return collections.Counter(e["video_id"] for e in self.events() if e["type"] == "video_completed")
+
+    def nkod_args(self, *extra: str) -> list[str]:
+        return [
+            binary("nkod"),
+            "--data-dir",
+            str(self.root),
+            "--config",
+            str(self.config),
+            "--log-format",
+            "plain",
+            *extra,
+        ]
+
+    def run(self, *extra: str, timeout: float = 120, **env_extra: str) -> subprocess.CompletedProcess[str]:
+        """Run `nkod ... --once` to the end."""
+        return subprocess.run(
+            self.nkod_args("--once", *extra), capture_output=True, text=True, timeout=timeout, env=env(**env_extra)
+        )
+
+    def start(self, *extra: str, **env_extra: str) -> subprocess.Popen[str]:
+        """Start `nkod` (no --once) in the background; stdout/stderr to files in the data dir's parent."""
+        out = open(self.root.parent / f"{self.root.name}.out", "a")  # noqa: SIM115 - lives as long as the process
+        return subprocess.Popen(
+            self.nkod_args(*extra), stdout=out, stderr=subprocess.STDOUT, text=True, env=env(**env_extra)
+        )
+
+    def output_text(self) -> str:
+        p = self.root.parent / f"{self.root.name}.out"
+        return p.read_text() if p.exists() else ""
+
+    def ctl(self, *args: str, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [binary("nkoctl"), "--data-dir", str(self.root), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env(COLUMNS="200"),
+            input=input,
+        )
+
+    def status(self) -> dict[str, Any]:
+        r = self.ctl("status", "--json")
+        assert r.returncode == 0, r.stderr
+        doc: dict[str, Any] = orjson.loads(r.stdout)
+        return doc
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30, interval: float = 0.05, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+
+
+def kill9(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
