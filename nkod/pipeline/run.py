@@ -1,0 +1,109 @@
+"""The built-in processor: fetch → frames → N'Ko detection → audio segments → manifest."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from nkod.errors import ConfigError, PermanentError
+from nkod.pipeline.audio import Segment, extract_segments
+from nkod.pipeline.detectors import DetectorContext, FrameInput, make_detector
+from nkod.pipeline.detectors.captions import CaptionsDetector
+from nkod.pipeline.fetch import DOWNLOAD_DIR, fetch
+from nkod.pipeline.frames import extract_frames
+from nkod.pipeline.fsync import fsync_tree
+from nkod.pipeline.manifest import build_manifest, check_on_disk, write_manifest
+from nkod.pipeline.settings import effective_table, parse_settings
+from nkod.processor import Report
+
+SUBTITLES_DIR = "subtitles"
+
+
+def process(video: dict[str, Any], workdir: Path, report: Report) -> dict[str, int | float]:
+    """Process one manifest entry into `workdir`; returns the counts (equal to what is on disk)."""
+    try:
+        settings = parse_settings(report.settings, "[pipeline]")
+    except ConfigError as exc:
+        raise PermanentError(f"pipeline settings are invalid: {exc}") from exc
+    started = time.monotonic()
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    report("fetch")
+    fetched = fetch(video, workdir, settings, report)
+    subtitle_files = _keep_subtitles(fetched.subtitle_files, workdir)
+
+    report("frames", done=0)
+    frames = extract_frames(fetched.path, fetched.info, workdir, settings.frames, report)
+
+    report("detect", done=0, total=len(frames.frames))
+    context = DetectorContext(fetched.path, subtitle_files, report.cache_dir, report)
+    detector = make_detector(settings, context)
+    inputs = [
+        FrameInput(workdir / f.path, f.timestamp, s.start, s.end, f.sha256)
+        for f, s in zip(frames.frames, frames.scenes, strict=True)
+    ]
+    detections = detector.detect(inputs)
+
+    segments: list[Segment] = []
+    if settings.audio:
+        report("audio", segments=0)
+        starts = [s.start for s in frames.scenes]
+        segments = extract_segments(fetched.path, fetched.info, workdir, starts, settings.segments, report)
+    segment_texts = None
+    if isinstance(detector, CaptionsDetector) and detector.streams:
+        segment_texts = [
+            [c.text for c in detector.nko_cues if c.start < seg.end and c.end > seg.start] for seg in segments
+        ]
+
+    if fetched.downloaded and not settings.keep_video:
+        shutil.rmtree(workdir / DOWNLOAD_DIR, ignore_errors=True)
+
+    counts: dict[str, int | float] = {
+        "frames": len(frames.frames),
+        "nko_detections": sum(1 for d in detections if d is not None and d.has_nko),
+        "audio_segments": len(segments),
+        "scenes": len(frames.scenes),
+        "duration_seconds": frames.duration,
+        **detector.stats(),
+    }
+    source: dict[str, Any] = {"url": video["url"]} if video.get("url") else {"path": str(fetched.path)}
+    if fetched.downloaded and settings.keep_video:
+        source["file"] = str(fetched.path.relative_to(workdir))
+    source.update(fetched.metadata)
+    manifest = build_manifest(
+        video=video,
+        source=source,
+        media=fetched.info.as_dict(),
+        duration=frames.duration,
+        scenes=frames.scenes,
+        frames=frames.frames,
+        detections=detections,
+        detector=detector.name,
+        detector_notes=detector.notes(),
+        segments=segments,
+        segment_texts=segment_texts,
+        audio_enabled=settings.audio,
+        settings=effective_table(settings),
+        counts={**counts, "processing_seconds": round(time.monotonic() - started, 3)},
+    )
+    write_manifest(workdir, manifest)
+    check_on_disk(workdir, manifest)
+    report("manifest", frames=counts["frames"], audio_segments=counts["audio_segments"])
+    fsync_tree(workdir)
+    return counts
+
+
+def _keep_subtitles(files: tuple[Path, ...], workdir: Path) -> list[Path]:
+    """Subtitle files fetched with the video are kept in the output (``subtitles/``)."""
+    if not files:
+        return []
+    target = workdir / SUBTITLES_DIR
+    target.mkdir(exist_ok=True)
+    kept = []
+    for f in files:
+        dest = target / f.name
+        shutil.move(str(f), dest)
+        kept.append(dest)
+    return kept

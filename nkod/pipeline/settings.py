@@ -1,0 +1,239 @@
+"""The ``[pipeline]`` config table: every knob of the built-in pipeline, parsed and checked.
+
+Layout (all keys optional; defaults shown by ``nkod --print-config``)::
+
+    [pipeline]                 detector, audio, keep_video
+    [pipeline.download]        yt-dlp options for ``url`` entries
+    [pipeline.frames]          scene detection and JPEG output
+    [pipeline.segments]        audio segmentation (used when ``audio = true``)
+    [pipeline.vision_api]      the ``vision-api`` detector
+    [pipeline.captions]        the ``captions`` detector
+
+Unknown keys and bad values raise :class:`nkod.errors.ConfigError` naming ``pipeline.<key>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from nkod.errors import ConfigError
+
+DETECTORS = ("none", "vision-api", "captions")
+AUDIO_FORMATS = ("flac", "wav")
+VADS = ("energy", "silero")
+
+
+@dataclass(frozen=True)
+class DownloadSettings:
+    """How ``url`` entries are fetched with yt-dlp."""
+
+    format: str = "b[height<=720]/b"
+    timeout: float = 60.0
+    retries: int = 3
+    max_filesize_mb: int = 0
+    cookies_file: str = ""
+
+
+@dataclass(frozen=True)
+class FrameSettings:
+    """One JPEG per scene change, plus the first frame."""
+
+    scene_threshold: float = 0.3
+    min_scene_seconds: float = 2.0
+    max_frames: int = 100
+    jpeg_quality: int = 90
+    max_width: int = 0
+    analysis_width: int = 192
+    skip_nonref: bool = True
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class SegmentSettings:
+    """How the audio track is cut into segments."""
+
+    sample_rate: int = 16000
+    format: str = "flac"
+    min_seconds: float = 0.5
+    max_seconds: float = 30.0
+    silence_threshold_db: float = -40.0
+    min_silence_seconds: float = 0.5
+    padding_seconds: float = 0.1
+    cut_at_scenes: bool = True
+    vad: str = "energy"
+    vad_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class VisionApiSettings:
+    """An OpenAI-compatible chat-completions endpoint that accepts images."""
+
+    base_url: str = "https://generativelanguage.googleapis.com/v1beta/openai"
+    model: str = "gemini-2.0-flash"
+    api_key_env: str = "GEMINI_API_KEY"
+    price_per_call: float = 0.0
+    timeout: float = 60.0
+    max_retries: int = 2
+    max_retry_wait: float = 60.0
+    max_image_width: int = 1024
+    max_tokens: int = 512
+    concurrency: int = 4
+    min_confidence: float = 0.5
+
+
+@dataclass(frozen=True)
+class CaptionSettings:
+    """Subtitle streams inside the file, plus subtitles yt-dlp can fetch for ``url`` entries."""
+
+    languages: tuple[str, ...] = ("nqo",)
+    download: bool = True
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Everything the built-in pipeline can be told."""
+
+    detector: str = "none"
+    audio: bool = True
+    keep_video: bool = False
+    download: DownloadSettings = field(default_factory=DownloadSettings)
+    frames: FrameSettings = field(default_factory=FrameSettings)
+    segments: SegmentSettings = field(default_factory=SegmentSettings)
+    vision_api: VisionApiSettings = field(default_factory=VisionApiSettings)
+    captions: CaptionSettings = field(default_factory=CaptionSettings)
+
+
+Check = Callable[[Any], str | None]
+
+
+def _range(low: float | None = None, high: float | None = None, *, open_low: bool = False) -> Check:
+    def check(value: Any) -> str | None:
+        if low is not None and (value <= low if open_low else value < low):
+            return f"must be {'>' if open_low else '>='} {low}, got {value!r}"
+        if high is not None and value > high:
+            return f"must be <= {high}, got {value!r}"
+        return None
+
+    return check
+
+
+def _choice(options: tuple[str, ...]) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in options else f"must be one of {', '.join(options)}; got {value!r}"
+
+    return check
+
+
+def _nonempty(value: Any) -> str | None:
+    return None if value else "must not be empty"
+
+
+def _http_url(value: Any) -> str | None:
+    if not str(value).startswith(("http://", "https://")):
+        return f"must be an http:// or https:// URL, got {value!r}"
+    return None
+
+
+_CHECKS: dict[str, Check] = {
+    "detector": _choice(DETECTORS),
+    "download.format": _nonempty,
+    "download.timeout": _range(0, open_low=True),
+    "download.retries": _range(0, 100),
+    "download.max_filesize_mb": _range(0),
+    "frames.scene_threshold": _range(0, 1, open_low=True),
+    "frames.min_scene_seconds": _range(0),
+    "frames.max_frames": _range(1, 100_000),
+    "frames.jpeg_quality": _range(1, 95),
+    "frames.max_width": _range(0),
+    "frames.analysis_width": _range(16, 4096),
+    "frames.threads": _range(0, 64),
+    "segments.sample_rate": _range(8000, 192_000),
+    "segments.format": _choice(AUDIO_FORMATS),
+    "segments.min_seconds": _range(0),
+    "segments.max_seconds": _range(0, open_low=True),
+    "segments.silence_threshold_db": _range(-120, 0),
+    "segments.min_silence_seconds": _range(0.02),
+    "segments.padding_seconds": _range(0, 5),
+    "segments.vad": _choice(VADS),
+    "segments.vad_threshold": _range(0, 1, open_low=True),
+    "vision_api.base_url": _http_url,
+    "vision_api.model": _nonempty,
+    "vision_api.price_per_call": _range(0),
+    "vision_api.timeout": _range(0, open_low=True),
+    "vision_api.max_retries": _range(0, 20),
+    "vision_api.max_retry_wait": _range(0),
+    "vision_api.max_image_width": _range(0),
+    "vision_api.max_tokens": _range(16, 100_000),
+    "vision_api.concurrency": _range(1, 64),
+    "vision_api.min_confidence": _range(0, 1),
+}
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(source: str, key: str, tp: Any, value: Any) -> Any:
+    """Check a TOML value against a field type; ints are accepted for floats, lists for tuples."""
+    if typing.get_origin(tp) is tuple:
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(source, key, f"expected a list of strings, got {value!r}")
+        return tuple(value)
+    if isinstance(value, bool) and tp is not bool:
+        raise ConfigError(source, key, f"expected {_type_name(tp)}, got a boolean")
+    if tp is float and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, tp):
+        raise ConfigError(source, key, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _parse_table(cls: type[Any], table: Mapping[str, Any], source: str, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if key not in hints:
+            raise ConfigError(source, f"pipeline.{dotted}", f"unknown key (known: {', '.join(names)})")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, Mapping):
+                raise ConfigError(source, f"pipeline.{dotted}", "must be a table")
+            kwargs[key] = _parse_table(tp, value, source, dotted)  # type: ignore[arg-type]
+            continue
+        kwargs[key] = _coerce(source, f"pipeline.{dotted}", tp, value)
+        check = _CHECKS.get(dotted)
+        problem = check(kwargs[key]) if check else None
+        if problem:
+            raise ConfigError(source, f"pipeline.{dotted}", problem)
+    return cls(**kwargs)
+
+
+def parse_settings(table: Mapping[str, Any], source: str) -> PipelineSettings:
+    """The ``[pipeline]`` table as settings; a ConfigError naming the key for anything wrong."""
+    settings: PipelineSettings = _parse_table(PipelineSettings, table, source, "")
+    seg = settings.segments
+    if seg.min_seconds > seg.max_seconds:
+        raise ConfigError(source, "pipeline.segments.min_seconds", "must be <= segments.max_seconds")
+    if seg.vad == "silero" and seg.sample_rate not in (8000, 16000):
+        raise ConfigError(source, "pipeline.segments.sample_rate", "vad = 'silero' needs 8000 or 16000")
+    return settings
+
+
+def effective_table(settings: PipelineSettings) -> dict[str, Any]:
+    """The full effective ``[pipeline]`` table, nested tables as dicts (for ``--print-config``)."""
+
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, tuple):
+            return list(value)
+        return value
+
+    table: dict[str, Any] = convert(settings)
+    return table
