@@ -18,6 +18,7 @@ Paths in the manifest are relative to its directory.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -55,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
 
-    size = {"width": 480, "height": 272, "fps": 25, "crf": 30}
+    clip = functools.partial(make_clip, width=480, height=272, fps=25, crf=30)
     burned = [Scene(3.0, PALETTE[i % len(PALETTE)], PHRASES[i % len(PHRASES)]) for i in range(4)]
     burned.append(Scene(2.5, PALETTE[5]))
-    make_clip(samples / "nko_burned.mp4", burned, bursts=BURSTS, font_path=args.font, font_size=44, **size)
+    clip(samples / "nko_burned.mp4", burned, bursts=BURSTS, font_path=args.font, font_size=44)
 
     cues = [
         Cue(0.5, 2.5, PHRASES[0]),
@@ -66,10 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         Cue(5.5, 7.8, PHRASES[1]),
         Cue(11.0, 13.4, PHRASES[3]),
     ]
-    make_clip(
-        samples / "nko_captions.mkv", scenes_from_durations([3.0, 2.2, 3.3, 2.5, 3.5]), bursts=BURSTS, cues=cues, **size
-    )
-    make_clip(samples / "scenes_tones.mp4", scenes_from_durations([2.5, 3.0, 2.0, 3.5, 3.0]), bursts=BURSTS, **size)
+    clip(samples / "nko_captions.mkv", scenes_from_durations([3.0, 2.2, 3.3, 2.5, 3.5]), bursts=BURSTS, cues=cues)
+    clip(samples / "scenes_tones.mp4", scenes_from_durations([2.5, 3.0, 2.0, 3.5, 3.0]), bursts=BURSTS)
 
     entries = [
         {"video_id": "nko_burned", "path": "samples/nko_burned.mp4", "title": "N'Ko text burned into the picture"},
