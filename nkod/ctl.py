@@ -369,7 +369,7 @@ def tail_offset(path: Path, lines: int) -> int:
                 if idx < 0:
                     break
                 found += 1
-                if found > lines:
+                if found >= lines:
                     return pos + idx + 1
         return 0
 
@@ -550,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    ctl = Ctl(resolve_data_dir(args.data_dir), Console(stderr=True, highlight=False))
+    ctl = Ctl(resolve_data_dir(args.data_dir), Console(stderr=True, highlight=False, soft_wrap=True))
     try:
         match args.command:
             case "status":

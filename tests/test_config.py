@@ -1,0 +1,106 @@
+"""The config file: defaults, overrides, and errors that name the file and the key."""
+
+from __future__ import annotations
+
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from nkod.config import DaemonConfig, load_config, render_toml, with_overrides
+from nkod.errors import ConfigError
+from tests.helpers import binary, env
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "nkod.toml"
+    path.write_text(text)
+    return path
+
+
+def test_no_file_means_defaults() -> None:
+    """Without a config file every key has its documented default."""
+    c = load_config(None)
+    assert c.daemon == DaemonConfig() and c.daemon.workers == 1 and c.daemon.max_attempts == 3
+
+
+def test_values_are_read_and_ints_accepted_for_floats(tmp_path: Path) -> None:
+    """[daemon] keys are read; an integer is fine where seconds are expected."""
+    c = load_config(write(tmp_path, "[daemon]\nworkers = 4\nstop_grace = 30\n"))
+    assert c.daemon.workers == 4 and c.daemon.stop_grace == 30.0
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    [
+        ("[daemon]\nworkerz = 2\n", "daemon.workerz", "unknown key"),
+        ("[daemon]\nworkers = 0\n", "daemon.workers", "1..256"),
+        ("[daemon]\nworkers = '2'\n", "daemon.workers", "expected int"),
+        ("[daemon]\nworkers = true\n", "daemon.workers", "boolean"),
+        ("[daemon]\nbackoff_factor = 0.5\n", "daemon.backoff_factor", ">= 1"),
+        ("[daemon]\nlog_format = 'xml'\n", "daemon.log_format", "one of"),
+        ("[deamon]\n", "deamon", "unknown table"),
+        ("daemon = 3\n", "daemon", "must be a table"),
+        ("[pipeline]\nnope = 1\n", "pipeline.nope", "unknown"),
+    ],
+)
+def test_bad_values_name_file_and_key(tmp_path: Path, text: str, key: str, message: str) -> None:
+    """Unknown keys and bad values raise ConfigError naming the file and the key."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(path)
+    assert err.value.key == key and str(path) in str(err.value)
+
+
+def test_unreadable_and_invalid_toml_name_the_file(tmp_path: Path) -> None:
+    """A missing file or a TOML syntax error names the file."""
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[daemon\n"))
+
+
+def test_command_line_overrides_are_validated() -> None:
+    """--workers overrides the file, and is checked like the file."""
+    assert with_overrides(load_config(None), workers=3).daemon.workers == 3
+    with pytest.raises(ConfigError, match=r"command line: daemon\.workers"):
+        with_overrides(load_config(None), workers=-1)
+
+
+def test_custom_processor_leaves_the_pipeline_table_alone(tmp_path: Path) -> None:
+    """With --processor of the user's own, [pipeline] is theirs: not checked against the built-in's keys."""
+    c = load_config(write(tmp_path, '[daemon]\nprocessor = "mine:process"\n[pipeline]\nanything = 1\n'))
+    assert c.pipeline == {"anything": 1}
+
+
+def test_rendered_config_is_valid_toml_that_loads_back(tmp_path: Path) -> None:
+    """--print-config output parses as TOML and gives the same daemon config."""
+    c = load_config(write(tmp_path, "[daemon]\nworkers = 2\n"))
+    text = render_toml(c)
+    assert tomllib.loads(text)["daemon"]["workers"] == 2
+    assert load_config(write(tmp_path, text)).daemon == c.daemon
+
+
+def test_nkod_print_config_shows_every_effective_key(tmp_path: Path) -> None:
+    """`nkod --print-config` prints daemon and pipeline keys with their effective values."""
+    r = subprocess.run(
+        [binary("nkod"), "--print-config", "--workers", "2"], capture_output=True, text=True, env=env(), timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    doc = tomllib.loads(r.stdout)
+    assert doc["daemon"]["workers"] == 2 and "pipeline" in doc and doc["pipeline"]
+
+
+def test_nkod_refuses_a_bad_config_with_exit_2(tmp_path: Path) -> None:
+    """A bad config stops nkod before anything runs, naming the key."""
+    path = write(tmp_path, "[daemon]\nmax_attempts = 0\n")
+    r = subprocess.run(
+        [binary("nkod"), "--config", str(path), "--data-dir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=60,
+    )
+    assert r.returncode == 2 and "daemon.max_attempts" in r.stderr
+    assert not (tmp_path / "d").exists()
