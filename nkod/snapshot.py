@@ -117,8 +117,10 @@ def load(path: Path, log_path: Path) -> Loaded:
         state = state_from_doc(doc["state"])
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
         return Loaded(None, f"{path} is damaged ({exc}); rebuilding from the log")
+    # The line the snapshot ends on must be the very event it last applied: same seq and same timestamp
+    # (microseconds), so a snapshot of another log that happens to share a seq/offset is not trusted.
     at = eventlog.line_ending_at(log_path, state.offset) if state.seq else None
-    if state.seq and (at is None or at.get("seq") != state.seq):
+    if state.seq and (at is None or at.get("seq") != state.seq or at.get("ts") != state.last_ts):
         return Loaded(None, f"{path} does not match {log_path} (seq {state.seq}); rebuilding from the log")
     return Loaded(state, None)
 
