@@ -2,8 +2,8 @@
 
 Scene changes are found with FFmpeg's own scene score (the ``select='gt(scene,T)'`` formula: the mean
 absolute difference between consecutive pictures over all YUV planes, ``min(mafd, |mafd - prev|)/100``)
-computed in numpy on a small copy of each decoded picture, so only the kept frames are converted at full
-size. Decoding is frame-threaded and, by default, skips non-reference frames (a cut is then found up to a
+computed in numpy on a grid of point samples of each decoded picture (no scaling), so only the kept
+frames are converted at full size. Decoding is frame-threaded and, by default, skips non-reference frames (a cut is then found up to a
 few frames late, always inside the new scene); both are settings. A cut closer than
 ``min_scene_seconds`` to the previous one is ignored; when more than ``max_frames`` scenes are found the
 weakest cuts are merged away.
@@ -91,10 +91,26 @@ class SceneScorer:
         return min(max(min(mafd, diff) / 100.0, 0.0), 1.0)
 
 
-def _analysis_size(width: int, height: int, target: int) -> tuple[int, int]:
-    w = min(target, width) // 2 * 2
-    h = max(2, round(height * w / width) // 2 * 2)
-    return max(2, w), h
+_PLANAR_420 = ("yuv420p", "yuvj420p")
+
+
+def sample_picture(frame: av.VideoFrame, step: int, width: int) -> npt.NDArray[np.uint8]:
+    """Every `step`-th pixel of each YUV plane, flattened: what the scene score is computed on.
+
+    Point samples of all planes in FFmpeg's proportions (chroma planes are a quarter of the luma
+    plane), so the mean absolute difference estimates FFmpeg's full-resolution one without scaling
+    each picture. Pictures that are not 8-bit 4:2:0 are first converted at `width`.
+    """
+    if frame.format.name not in _PLANAR_420:
+        height = max(2, round(frame.height * width / frame.width) // 2 * 2)
+        frame = frame.reformat(width=max(2, width // 2 * 2), height=height, format="yuv420p")
+        step = 1
+    parts = []
+    for plane in frame.planes:
+        rows = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(plane.height, plane.line_size)
+        parts.append(rows[::step, : plane.width : step].ravel())
+    picture: npt.NDArray[np.uint8] = np.concatenate(parts)
+    return picture
 
 
 def _encode_jpeg(frame: av.VideoFrame, dest: Path, quality: int, max_width: int) -> tuple[str, int, int]:
@@ -119,7 +135,7 @@ def extract_frames(
     """Decode `path` once, keep the first frame and one per scene change, write them as JPEG."""
     outdir = workdir / FRAMES_DIR
     outdir.mkdir(parents=True, exist_ok=True)
-    aw, ah = _analysis_size(info.width, info.height, settings.analysis_width)
+    step = max(1, info.width // settings.analysis_width)
     scorer = SceneScorer()
     kept: list[_Candidate] = []
     last_cut = -1e9
@@ -140,9 +156,7 @@ def extract_frames(
                 decoded += 1
                 t = (frame.time if frame.time is not None else decoded * frame_step) - info.start_time
                 last_time = max(last_time, t)
-                small = frame.reformat(width=aw, height=ah, format="yuv420p")
-                picture = np.asarray(small.to_ndarray(), dtype=np.uint8)
-                score = scorer(picture)
+                score = scorer(sample_picture(frame, step, settings.analysis_width))
                 first = not kept
                 if first or (score > settings.scene_threshold and t - last_cut >= min_gap):
                     tmp = outdir / f".candidate-{len(kept) + decoded}.jpg"
