@@ -3,8 +3,8 @@
 Scene changes are found with FFmpeg's own scene score (the ``select='gt(scene,T)'`` formula: the mean
 absolute difference between consecutive pictures over all YUV planes, ``min(mafd, |mafd - prev|)/100``)
 computed in numpy on a grid of point samples of each decoded picture (no scaling), so only the kept
-frames are converted at full size. Decoding is frame-threaded and, by default, skips non-reference frames (a cut is then found up to a
-few frames late, always inside the new scene); both are settings. A cut closer than
+frames are converted at full size. Decoding is frame-threaded and, by default, skips non-reference
+frames (a cut is then found up to a few frames late, always inside the new scene); both are settings. A cut closer than
 ``min_scene_seconds`` to the previous one is ignored; when more than ``max_frames`` scenes are found the
 weakest cuts are merged away.
 """
