@@ -160,6 +160,7 @@ def make_clip(
     font_size: int = 0,
     crf: int = 28,
     preset: str = "veryfast",
+    pix_fmt: str = "yuv420p",
     seed: int = 0,
 ) -> Path:
     """Write an H.264 clip (mp4 or mkv by suffix) with the given scenes, sound bursts and subtitles.
@@ -175,7 +176,7 @@ def make_clip(
     container = av.open(str(path), "w")
     try:
         video = container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": preset})
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.width, video.height, video.pix_fmt = width, height, pix_fmt
         audio_stream = None
         if audio:
             audio_stream = container.add_stream("aac", rate=audio_rate, layout="mono")

@@ -94,6 +94,13 @@ def test_max_width_scales_saved_frames(clip_mp4: Path, tmp_path: Path) -> None:
     assert {(f.width, f.height) for f in result.frames} == {(160, 120)}
 
 
+def test_non_420_video_is_scored_through_a_reformat(tmp_path: Path) -> None:
+    """A 4:4:4 video (not the fast path) still gets one frame per scene at the cuts."""
+    clip = make_clip(tmp_path / "444.mp4", scenes_from_durations([2.0, 2.0, 2.0]), audio=False, pix_fmt="yuv444p")
+    result = extract_frames(clip, probe(clip), tmp_path / "out", FrameSettings(), _quiet)
+    assert [f.timestamp for f in result.frames] == pytest.approx([0.0, 2.0, 4.0], abs=0.13)
+
+
 def test_progress_is_reported(clip_mp4: Path, tmp_path: Path) -> None:
     """The frames stage ends with a 100 % report carrying the frame count."""
     messages: list[tuple[str, dict[str, Any]]] = []

@@ -265,3 +265,16 @@ def test_response_without_choices_is_malformed() -> None:
     """A JSON body that is not a chat completion is malformed."""
     with pytest.raises(MalformedAnswer, match="choices"):
         parse_answer(b'{"error": {"message": "oops"}}')
+
+
+def test_first_failure_stops_sending_the_rest(server: LocalServer, tmp_path: Path) -> None:
+    """After a transient failure the remaining frames are not sent (no calls wasted on a dead service)."""
+    paths = []
+    for i in range(12):
+        path = tmp_path / f"f{i}.jpg"
+        Image.new("RGB", (32, 32), (i * 20, 0, 0)).save(path)
+        paths.append(FrameInput(path, float(i), float(i), i + 1.0, hashlib.sha256(path.read_bytes()).hexdigest()))
+    server.routes["/v1/chat/completions"] = Reply(503, b"down")
+    with pytest.raises(TransientError):
+        detector(server, tmp_path, concurrency=2).detect(paths)
+    assert len(server.seen) <= 3

@@ -157,8 +157,16 @@ class VisionApiDetector:
         if not frames:
             return []
         workers = min(self.settings.concurrency, len(frames))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(one, frames))
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
+            futures = [pool.submit(one, frame) for frame in frames]
+            return [future.result() for future in futures]
+        except BaseException:
+            # Stop at the first failure: frames not yet sent are not sent (those answered are cached).
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            pool.shutdown(wait=True)
 
     def stats(self) -> dict[str, int | float]:
         return {
