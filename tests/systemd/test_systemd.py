@@ -277,15 +277,21 @@ def test_second_nkod_on_the_state_dir_is_refused_naming_the_services_pid(nkod: S
 
 
 def test_operator_in_group_nkod_runs_nkoctl_status_and_retry_without_root(nkod: Service) -> None:
-    """A member of group nkod (not root) reads status and queues a retry that the service carries out."""
-    nkod.set_manifest([{"video_id": "ok", "sleep": 0.1}, {"video_id": "bad", "fail": "permanent", "fail_attempts": 1}])
+    """A member of group nkod (not root) reads status, fixes videos.jsonl and queues a retry the service runs."""
+    nkod.set_manifest([{"video_id": "ok", "sleep": 0.1}, {"video_id": "bad", "fail": "permanent"}])
     nkod.systemctl("start", "nkod.service")
     nkod.wait_for("bad failed", lambda: nkod.of_type("video_failed", "bad"))
-    nkoctl = ["runuser", "-u", OPERATOR, "--", f"{BOX_VENV}/bin/nkoctl", "--data-dir", DATA]
-    status = orjson.loads(nkod.box.run(*nkoctl, "status", "--json").stdout)
+    as_operator = ["runuser", "-u", OPERATOR, "--"]
+    nkoctl = [*as_operator, f"{BOX_VENV}/bin/nkoctl"]
+    # no --data-dir: from a directory without ./data, nkoctl finds the service's /var/lib/nkod
+    status = orjson.loads(nkod.box.run("/bin/sh", "-c", 'cd / && exec "$@"', "sh", *nkoctl, "status", "--json").stdout)
     assert status["completed"] == 1 and [f["id"] for f in status["failed"]] == ["bad"]
-    nkod.box.run(*nkoctl, "retry", "bad")
+    fixed = '{"video_id": "ok", "path": "/dev/null", "sleep": 0.1}\n{"video_id": "bad", "path": "/dev/null"}\n'
+    script = f"cat > {DATA}/.videos.new && mv {DATA}/.videos.new {DATA}/videos.jsonl"
+    nkod.box.run(*as_operator, "/bin/sh", "-ec", script, stdin=fixed)
+    nkod.box.run(*nkoctl, "--data-dir", DATA, "retry", "bad")
     _ran_once(nkod, ["ok", "bad"])
+    assert [e["video_id"] for e in nkod.of_type("retry_requested")] == ["bad"]
     nkod.wait_for("the request consumed", lambda: nkod.box.run("ls", f"{DATA}/requests").stdout.strip() == "")
     denied = nkod.box.run("runuser", "-u", "nobody", "--", "cat", f"{DATA}/events.jsonl", check=False)
     assert denied.returncode != 0  # others get nothing
