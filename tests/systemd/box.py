@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -123,12 +124,14 @@ class Box:
     """One running sdbox container; commands run inside it as root through ``sdbox.sh exec``."""
 
     name: str
+    workdir: Path
     binds: list[str] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["SDBOX_NAME"] = self.name
+        env["SDBOX_DIR"] = str(self.workdir)
         env["SDBOX_NSPAWN_ARGS"] = " ".join(self.binds)
         env["SDBOX_MAXLIFE"] = "900"
         return env
@@ -136,10 +139,16 @@ class Box:
     def up(self) -> None:
         done = subprocess.run([str(SDBOX), "up"], env=self.env, capture_output=True, text=True, timeout=180)
         if done.returncode != 0:
-            raise RuntimeError(f"sdbox.sh up failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+            console = self.workdir / "state" / "console.log"
+            tail = console.read_text(errors="replace")[-3000:] if console.exists() else ""
+            raise RuntimeError(f"sdbox.sh up failed ({done.returncode}):\n{done.stderr}\n--- console:\n{tail}")
 
     def down(self) -> None:
-        subprocess.run([str(SDBOX), "down"], env=self.env, capture_output=True, text=True, timeout=120)
+        """Halt the box; then remove its work dir (its mounts lived in the box's own namespace)."""
+        done = subprocess.run([str(SDBOX), "down"], env=self.env, capture_output=True, text=True, timeout=120)
+        mnt = self.workdir / "mnt"
+        if done.returncode == 0 and not any(os.path.ismount(mnt / d) for d in ("root", "ovl")):
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def run(
         self, *argv: str, check: bool = True, timeout: float = 60, stdin: str | None = None
@@ -277,6 +286,7 @@ def booted(venv: Path, name: str) -> Iterator[Box]:
     """Boot a box with the venv and tests bound in, the unit installed; always torn down."""
     box = Box(
         name=name,
+        workdir=Path(tempfile.mkdtemp(prefix=f"sdbox-{name}-", dir="/var/tmp")),
         binds=[
             f"--bind-ro={venv}:{BOX_VENV}",
             f"--bind-ro={venv}",  # the venv's scripts name their Python by the path it was built at
