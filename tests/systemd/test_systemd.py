@@ -122,6 +122,25 @@ def test_start_returns_after_ready_and_status_text_shows_progress(nkod: Service)
     assert mode == ["2770", "nkod:nkod"]  # StateDirectoryMode= and User=, as docs/systemd.md says
 
 
+def test_loaded_unit_with_the_test_dropin_keeps_its_exposure_in_the_box(nkod: Service) -> None:
+    """`systemd-analyze security nkod` on the unit as loaded in the box (with the test drop-in) is still <= 1.5."""
+    done = nkod.box.run("systemd-analyze", "security", "--no-pager", "nkod.service", check=False)
+    match = re.search(r"Overall exposure level for nkod\.service: ([0-9.]+)", done.stdout)
+    assert match, done.stdout + done.stderr
+    assert float(match.group(1)) <= MAX_EXPOSURE, done.stdout
+
+
+def test_bad_config_fails_the_start_and_is_not_restarted_in_a_loop(nkod: Service) -> None:
+    """A config error (exit 2) fails `systemctl start` with the file and key in the journal; no restart loop."""
+    nkod.box.write(CONFIG, "[daemon]\nworkers = 0\n")
+    assert nkod.systemctl("start", "nkod.service", check=False).returncode != 0
+    time.sleep(1.5)  # RestartSec=1s here
+    journal = nkod.journal()
+    assert "config error: /etc/nkod/nkod.toml: daemon.workers" in journal, journal
+    assert "status=2/INVALIDARGUMENT" in journal, journal
+    assert "Scheduled restart" not in journal and nkod.prop("ActiveState") == "failed"
+
+
 def test_kill_9_mid_video_restarts_and_redoes_only_the_interrupted_video(nkod: Service) -> None:
     """After `systemctl kill -s KILL`, systemd restarts nkod; the cut video is redone, nothing finished is."""
     nkod.set_manifest(_videos(a=0.2, b=4.0, c=0.2))
@@ -154,6 +173,8 @@ def test_stop_mid_video_lets_it_finish_within_grace_and_exits_0(nkod: Service) -
     journal = nkod.journal()
     assert "nkod.service: Deactivated successfully." in journal, journal
     assert "Failed with result" not in journal
+    time.sleep(1.5)  # RestartSec=1s here: a restart would have happened by now
+    assert nkod.prop("ActiveState") == "inactive" and "Scheduled restart" not in nkod.journal()
     nkod.systemctl("start", "nkod.service")
     _ran_once(nkod, ["a", "b"])
 
