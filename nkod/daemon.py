@@ -431,16 +431,16 @@ class Daemon:
 
     def _work_left(self) -> bool:
         """For --once: is anything still to run in this process (including videos in backoff)?"""
-        return any(vid in self.manifest.entries for vid in self.projector.queue)
+        entries = self.manifest.entries
+        return any(vid in entries for vid in self.projector.redo) or any(vid in entries for vid in self.projector.queue)
 
     # -- starting work ------------------------------------------------------------------------------
     def _start_jobs(self) -> None:
         free = self.config.daemon.workers - len(self.jobs)
         if free <= 0:
             return
-        candidates = [vid for vid in self.projector.queue if vid not in self.jobs]
-        view = {vid: None for vid in candidates if vid in self.manifest.entries}
-        for vid in decide.next_runnable(self.projector, view, self.now(), free):
+        # Running videos are in neither index, so what next_runnable returns is never already running.
+        for vid in decide.next_runnable(self.projector, self.manifest.entries, self.now(), free):
             self._start(vid)
 
     def _start(self, vid: str) -> None:
@@ -472,6 +472,12 @@ class Daemon:
                 env=env,
                 cwd=str(workdir),
             )
+        except OSError as exc:  # no process could be made (fds, memory): a transient failure of this video
+            os.close(r)
+            shutil.rmtree(workdir, ignore_errors=True)
+            outcome = Outcome(ok=False, kind="transient", error=f"cannot start a worker process: {exc}")
+            self.append(decide.outcome_drafts(self.projector.videos[vid], outcome, self.policy, self.now()))
+            return
         finally:
             os.close(w)
         assert proc.stdin is not None

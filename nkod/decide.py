@@ -149,22 +149,22 @@ def next_runnable(projector: Projector, available: Mapping[str, Any], now: datet
     """Up to `limit` ids to start now: interrupted first, then pending in the order they became runnable.
 
     `available` holds the ids the manifest currently describes (a video must have a source to run).
+    Stops at `limit`: the cost is the videos looked at, not the videos known.
     """
+    chosen: list[str] = []
     if limit <= 0:
-        return []
-    first: list[str] = []
-    then: list[str] = []
+        return chosen
+    for vid in projector.redo:
+        if vid in available:
+            chosen.append(vid)
+            if len(chosen) >= limit:
+                return chosen
     for vid in projector.queue:
-        video = projector.videos[vid]
-        if vid not in available or not is_due(video, now):
-            continue
-        if video.status is Status.INTERRUPTED:
-            first.append(vid)
-            if len(first) >= limit:
+        if vid in available and is_due(projector.videos[vid], now):
+            chosen.append(vid)
+            if len(chosen) >= limit:
                 break
-        elif len(then) < limit:
-            then.append(vid)
-    return (first + then)[:limit]
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,8 @@ def plan(state: State, available: Iterable[str], now: datetime) -> list[PlanRow]
     runs: list[PlanRow] = []
     interrupted: list[PlanRow] = []
     rest: list[PlanRow] = []
-    order = list(Projector(state).queue)
+    indexed = Projector(state)
+    order = [*indexed.redo, *indexed.queue]
     queued = set(order)
     for vid in order:
         v = state.videos[vid]

@@ -49,7 +49,12 @@ def status_panel(doc: dict[str, Any]) -> RenderableType:
     grid.add_row("", "")
     grid.add_row("Elapsed:", duration(doc["elapsed_seconds"]))
     eta = doc["eta_seconds"]
-    grid.add_row("ETA:", f"~{duration(eta)} remaining" if eta is not None else "—")
+    if eta is None:
+        grid.add_row("ETA:", "—")
+    elif eta == 0:
+        grid.add_row("ETA:", "nothing left to run")
+    else:
+        grid.add_row("ETA:", f"~{duration(eta)} remaining")
     grid.add_row("Rate:", f"{doc['rate_per_hour']:.1f} videos/hour")
     grid.add_row("", "")
     if doc["daemon_running"]:

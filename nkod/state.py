@@ -120,14 +120,18 @@ class Projector:
         self.completed_by_nkod = s.completed_by_nkod
         self.session = s.session
         self.manifest_problems = s.manifest_problems
-        # Derived indexes, rebuilt not stored: runnable candidates in the order they became runnable,
-        # and how many videos are in each status (so the daemon's loop never scans every video).
+        # Derived indexes, rebuilt not stored, so the daemon never scans every video per decision:
+        # interrupted videos (redone first) and pending ones, each in the order they became runnable;
+        # and how many videos are in each status.
+        self.redo: dict[str, None] = {}
+        self.queue: dict[str, None] = {}
         self.status_counts: dict[Status, int] = dict.fromkeys(Status, 0)
-        for v in s.videos.values():
+        for vid, v in s.videos.items():
             self.status_counts[v.status] += 1
-        self.queue: dict[str, None] = {
-            vid: None for vid, v in s.videos.items() if v.status in (Status.PENDING, Status.INTERRUPTED)
-        }
+            if v.status is Status.INTERRUPTED:
+                self.redo[vid] = None
+            elif v.status is Status.PENDING:
+                self.queue[vid] = None
 
     # -- reading ------------------------------------------------------------------------------
     def state(self) -> State:
@@ -166,11 +170,16 @@ class Projector:
         if old is not None:
             self.status_counts[old.status] -= 1
         self.status_counts[video.status] += 1
-        runnable = video.status in (Status.PENDING, Status.INTERRUPTED)
-        if runnable and video.video_id not in self.queue:
-            self.queue[video.video_id] = None
-        elif not runnable:
-            self.queue.pop(video.video_id, None)
+        vid = video.video_id
+        if video.status is Status.INTERRUPTED:
+            self.queue.pop(vid, None)
+            self.redo.setdefault(vid, None)
+        elif video.status is Status.PENDING:
+            self.redo.pop(vid, None)
+            self.queue.setdefault(vid, None)  # a video already waiting keeps its place
+        else:
+            self.redo.pop(vid, None)
+            self.queue.pop(vid, None)
         if old is not None and old.status is Status.COMPLETED and old.counts:
             self._add_totals(old.counts, -1)
         if video.status is Status.COMPLETED and video.counts:

@@ -200,12 +200,12 @@ def test_snapshot_plus_tail_equals_full_replay(log: list[dict[str, Any]], data: 
 
 @given(events)
 def test_projector_indexes_match_the_state(log: list[dict[str, Any]]) -> None:
-    """The projector's queue and status counts always agree with the videos they index."""
+    """The projector's redo/pending queues and status counts always agree with the videos they index."""
     p = Projector()
     for e in log:
         p.apply(e)
-        runnable = [vid for vid, v in p.videos.items() if v.status in (Status.PENDING, Status.INTERRUPTED)]
-        assert sorted(p.queue) == sorted(runnable)
+        assert sorted(p.queue) == sorted(vid for vid, v in p.videos.items() if v.status is Status.PENDING)
+        assert sorted(p.redo) == sorted(vid for vid, v in p.videos.items() if v.status is Status.INTERRUPTED)
         for status in Status:
             assert p.status_counts[status] == sum(1 for v in p.videos.values() if v.status is status)
 
