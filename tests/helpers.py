@@ -145,6 +145,18 @@ class DataDir:
         return doc
 
 
+def processes_under(directory: Path) -> list[int]:
+    """PIDs whose working directory is inside `directory` (workers run with cwd = their work dir)."""
+    pids = []
+    prefix = str(directory.resolve())
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(entry / "cwd").startswith(prefix):
+                    pids.append(int(entry.name))
+    return pids
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 30, interval: float = 0.05, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

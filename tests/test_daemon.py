@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.helpers import DataDir, kill9, wait_for
+from tests.helpers import DataDir, kill9, processes_under, wait_for
 
 
 def videos(n: int, **extra: object) -> list[dict[str, object]]:
@@ -56,12 +56,19 @@ def test_a_second_run_repeats_nothing(d: DataDir) -> None:
 
 def test_scenario_1_power_outage_redoes_the_interrupted_video_first(d: DataDir) -> None:
     """kill -9 during video 3: on restart 1–2 are skipped, 3 is redone first, then 4, 5."""
-    d.manifest(videos(5, sleep=0.6))
+    vs = videos(5, sleep=0.6)
+    vs[2]["sleep"] = 60  # long enough that an orphaned worker would still be running
+    d.manifest(vs)
     proc = d.start()
     wait_for(lambda: has_started(d, "v03"), what="v03 to start")
+    wait_for(lambda: bool(processes_under(d.root / "work")), what="v03's worker")
     kill9(proc)
+    # the worker dies with the daemon (PR_SET_PDEATHSIG): no orphan keeps working unrecorded
+    wait_for(lambda: not processes_under(d.root / "work"), timeout=10, what="the orphaned worker to die")
     before = d.completed_count()
     assert before == {"v01": 1, "v02": 1}
+    vs[2]["sleep"] = 0.6
+    d.manifest(vs)
     r = d.run()
     assert r.returncode == 0, r.stdout
     types = [(e["type"], e.get("video_id")) for e in d.events()]
