@@ -38,7 +38,14 @@ def status_panel(doc: dict[str, Any]) -> RenderableType:
     grid.add_row("Frames:", f"{frames:,} extracted")
     detections = doc["nko_detections"]
     nko_pct = f" ({100 * detections / frames:.0f}%)" if frames else ""
-    grid.add_row("N'Ko:", f"{detections:,} detections{nko_pct}")
+    detection = doc.get("nko_detection", "on")
+    if detection == "off":
+        grid.add_row("N'Ko:", Text('detection off (detector = "none"; set [pipeline] detector)', style="dim"))
+    elif detection == "partly off":
+        off = doc.get("nko_detection_off_videos", 0)
+        grid.add_row("N'Ko:", f"{detections:,} detections{nko_pct}; detection was off for {off:,} videos")
+    else:
+        grid.add_row("N'Ko:", f"{detections:,} detections{nko_pct}")
     grid.add_row("Audio:", f"{doc['audio_segments']:,} segments")
     failed = len(doc["failed"])
     grid.add_row("Failed:", Text(f"{failed} video{'s' if failed != 1 else ''}", style="red" if failed else ""))

@@ -86,6 +86,9 @@ def status_doc(
     remaining = total - done - len(failed)
     eta = remaining / rate * 3600 if rate > 0 else None
     t = state.totals
+    # A processor reports nko_detection_off=1 for a video it processed with no detector configured.
+    off = int(t.get("nko_detection_off", 0))
+    detection = "off" if off and off >= state.completed_by_nkod else ("partly off" if off else "on")
     doc: dict[str, Any] = {
         "total": total,
         "completed": done,
@@ -97,6 +100,8 @@ def status_doc(
         "frames": int(t.get("frames", 0)),
         "nko_detections": int(t.get("nko_detections", 0)),
         "nko_frames": int(t.get("nko_frames", 0)),
+        "nko_detection": detection,
+        "nko_detection_off_videos": off,
         "audio_segments": int(t.get("audio_segments", 0)),
         "elapsed_seconds": round(elapsed, 1),
         "rate_per_hour": round(rate, 2),
