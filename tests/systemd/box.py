@@ -137,7 +137,7 @@ class Box:
         return env
 
     def up(self) -> None:
-        done = subprocess.run([str(SDBOX), "up"], env=self.env, capture_output=True, text=True, timeout=180)
+        done = subprocess.run(["bash", str(SDBOX), "up"], env=self.env, capture_output=True, text=True, timeout=180)
         if done.returncode != 0:
             console = self.workdir / "state" / "console.log"
             tail = console.read_text(errors="replace")[-3000:] if console.exists() else ""
@@ -145,7 +145,7 @@ class Box:
 
     def down(self) -> None:
         """Halt the box; then remove its work dir (its mounts lived in the box's own namespace)."""
-        done = subprocess.run([str(SDBOX), "down"], env=self.env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(["bash", str(SDBOX), "down"], env=self.env, capture_output=True, text=True, timeout=120)
         mnt = self.workdir / "mnt"
         if done.returncode == 0 and not any(os.path.ismount(mnt / d) for d in ("root", "ovl")):
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -154,7 +154,7 @@ class Box:
         self, *argv: str, check: bool = True, timeout: float = 60, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [str(SDBOX), "exec", *argv],
+            ["bash", str(SDBOX), "exec", *argv],
             env=self.env | {"SX_TIMEOUT": str(int(timeout))},
             input=stdin if stdin is not None else "",
             capture_output=True,
