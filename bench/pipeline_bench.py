@@ -148,9 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     ffmpeg = ensure_ffmpeg()
     clip = cached_clip(args.minutes * 60)
     short = cached_clip(args.clip_seconds)
+    load_before = os.getloadavg()[0]
     lines = [
         f"Machine: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, "
-        f"PyAV {av.__version__} (FFmpeg {av.library_versions['libavcodec']} libavcodec)",
+        f"PyAV {av.__version__} (libavcodec {'.'.join(map(str, av.library_versions['libavcodec']))}), "
+        f"load average at start {load_before:.2f}",
         "",
         f"### Extraction of a {args.minutes:g}-minute 1280x720 H.264 clip (median of {args.repeat})",
         "",
@@ -188,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         one = throughput(short, args.clips, 1, settings)
         two = throughput(short, args.clips, 2, settings)
         lines.append(f"| {label} | {one:.1f} | {two:.1f} | {two / one:.2f}x |")
+    lines += ["", f"Load average at the end: {os.getloadavg()[0]:.2f} (other work on the machine skews the numbers)"]
     table = "\n".join(lines)
     print()
     print(table)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email.utils
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 import pytest
 
 from nkod.errors import PermanentError, TransientError
-from nkod.pipeline.fetch import classify_download_error, fetch
+from nkod.pipeline.fetch import classify_download_error, fetch, retry_after_seconds
 from nkod.pipeline.settings import parse_settings
 from nkod.processor import Report
 from tests.pipeline.conftest import LocalServer, Reply
@@ -185,3 +187,12 @@ def test_yt_dlp_messages_are_classified(message: str, kind: str) -> None:
     assert err.kind == kind
     assert "https://example.invalid/watch?v=abc" in str(err)
     assert not str(err).count("ERROR:")
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    """Retry-After is read as delta-seconds or as an HTTP date; junk is ignored."""
+    assert retry_after_seconds("120") == 120.0
+    later = email.utils.formatdate(time.time() + 90, usegmt=True)
+    assert retry_after_seconds(later) == pytest.approx(90, abs=2)
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds(None) is None
