@@ -277,4 +277,4 @@ def test_first_failure_stops_sending_the_rest(server: LocalServer, tmp_path: Pat
     server.routes["/v1/chat/completions"] = Reply(503, b"down")
     with pytest.raises(TransientError):
         detector(server, tmp_path, concurrency=2).detect(paths)
-    assert len(server.seen) <= 3
+    assert len(server.seen) <= 2  # at most one request in flight per concurrent worker

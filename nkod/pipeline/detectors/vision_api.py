@@ -146,9 +146,17 @@ class VisionApiDetector:
     def detect(self, frames: Sequence[FrameInput]) -> list[Detection | None]:
         done = 0
 
+        failed = threading.Event()
+
         def one(frame: FrameInput) -> Detection | None:
             nonlocal done
-            result = self._detect_one(frame)
+            if failed.is_set():  # another frame failed: the video goes back to the engine anyway
+                return None
+            try:
+                result = self._detect_one(frame)
+            except BaseException:
+                failed.set()
+                raise
             with self._lock:
                 done += 1
                 self.context.report("detect", done=done, total=len(frames), calls=self.calls)
