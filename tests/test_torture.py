@@ -27,7 +27,7 @@ from tests.torture_helpers import (
     torture_seed,
 )
 
-STORM_VIDEOS = 400 if LONG else 100
+STORM_VIDEOS = 500 if LONG else 100
 STORM_KILLS = 60 if LONG else 12
 STORM_WORKERS = 3 if LONG else 2
 
@@ -83,7 +83,7 @@ def test_kill9_storm_completes_every_video_exactly_once(tmp_path: Path) -> None:
         if kills < STORM_KILLS:
             # A third of the kills land during start-up (replay, recovery, the first snapshot).
             early = rng.random() < 0.3
-            delay = rng.uniform(0.0, 0.4) if early else rng.uniform(0.4, 2.5)
+            delay = rng.uniform(0.0, 0.4) if early else rng.uniform(0.4, 1.5 if LONG else 2.5)
             try:
                 proc.wait(timeout=delay)
             except subprocess.TimeoutExpired:
