@@ -127,6 +127,7 @@ class Job:
     stop_reason: str | None = None  # set when we stop it: then it ends interrupted (or timed out)
     timed_out: bool = False
     kill_at: float | None = None
+    pidfd: int = -1  # readable when the worker exits: wakes the loop to reap it at once
 
 
 class Daemon:
@@ -216,20 +217,23 @@ class Daemon:
 
     # -- start-up ---------------------------------------------------------------------------------
     def run(self) -> int:
-        for d in (
-            self.paths.root,
-            self.paths.requests,
-            self.paths.output,
-            self.paths.work,
-            self.paths.checkpoints,
-            self.paths.cache,
-        ):
-            d.mkdir(parents=True, exist_ok=True)
         try:
+            for d in (
+                self.paths.root,
+                self.paths.requests,
+                self.paths.output,
+                self.paths.work,
+                self.paths.checkpoints,
+                self.paths.cache,
+            ):
+                d.mkdir(parents=True, exist_ok=True)
             lock_fd = lock.acquire(self.paths.lock)
         except LockHeldError as exc:
             self.log.error("already_running", error=str(exc), pid=exc.pid)
             return EXIT_LOCKED
+        except OSError as exc:  # read-only or full file system, or no permission: nothing was started
+            self.log.error("storage_failed", error=f"{exc.strerror or exc}: {exc.filename or self.paths.root}")
+            return EXIT_STORAGE
         try:
             return self._run_locked()
         finally:
@@ -416,6 +420,8 @@ class Daemon:
 
     def _timeout(self) -> float:
         t = 0.5
+        if any(j.fd < 0 and j.pidfd < 0 for j in self.jobs.values()):
+            t = 0.01  # a worker closed its pipe but cannot wake us (no pidfd): it is about to exit
         if self.notifier.watchdog_interval is not None:
             t = min(t, self.notifier.watchdog_interval / 2)
         return t
@@ -426,8 +432,9 @@ class Daemon:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(self._wake_r, 4096):
                         pass
-            else:
+            elif key.fd == key.data.fd:
                 self._read_job(key.data)
+            # else: a worker's pidfd: it exited; the next pass reaps it
 
     def _work_left(self) -> bool:
         """For --once: is anything still to run in this process (including videos in backoff)?"""
@@ -492,6 +499,9 @@ class Daemon:
         job = Job(vid, event["attempt"], event["seq"], workdir, proc, r, now, now + timeout if timeout else None)
         self.jobs[vid] = job
         self._selector.register(r, selectors.EVENT_READ, job)
+        with contextlib.suppress(OSError, AttributeError):  # pidfd_open: Linux 5.3+
+            job.pidfd = os.pidfd_open(proc.pid)
+            self._selector.register(job.pidfd, selectors.EVENT_READ, job)
 
     # -- worker messages and endings --------------------------------------------------------------
     def _read_job(self, job: Job) -> None:
@@ -532,10 +542,11 @@ class Daemon:
                 self._read_job(job)
                 if job.fd == before and not self._fd_has_data(job.fd):
                     break
-            if job.fd >= 0:
-                self._selector.unregister(job.fd)
-                os.close(job.fd)
-                job.fd = -1
+            for fd in (job.fd, job.pidfd):
+                if fd >= 0:
+                    self._selector.unregister(fd)
+                    os.close(fd)
+            job.fd = job.pidfd = -1
             del self.jobs[job.video_id]
             self._finish(job)
 
@@ -556,6 +567,10 @@ class Daemon:
             self._commit(job, outcome)
             return
         shutil.rmtree(job.workdir, ignore_errors=True)
+        if outcome is not None and outcome.kind == "storage":
+            # The disk, not the video: record it interrupted (redone first) and stop until space is freed.
+            self.append([decide.interrupted_draft(video, f"storage: {outcome.error}")])
+            raise StorageError(f"a worker could not write: {outcome.error}")
         if job.timed_out:
             timeout = self.config.daemon.video_timeout
             outcome = Outcome(ok=False, kind="transient", error=f"timed out after {timeout:g} s")

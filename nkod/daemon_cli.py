@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import sys
 from pathlib import Path
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    faulthandler.enable()  # a watchdog SIGABRT leaves the stuck stack in the journal
     args = build_parser().parse_args(argv)
     config_path = args.config or default_config_path()
     overrides = {"workers": args.workers, "processor": args.processor, "log_format": args.log_format}

@@ -35,25 +35,33 @@ def acquire(path: Path) -> int:
 
 
 def holder_pid(path: Path) -> int | None:
-    """PID holding an flock on `path`, from /proc/locks; None when nobody does."""
+    """PID holding an flock on `path`, from /proc/locks; None when nobody does.
+
+    /proc/locks names the file by device and inode. On overlayfs (containers) its device number is not
+    the one stat() reports, so a line whose inode matches also counts when its PID is the one the holder
+    wrote into the file.
+    """
     try:
         st = os.stat(path)
     except OSError:
         return None
-    want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
     try:
         locks = Path("/proc/locks").read_text()
     except OSError:
         return None
+    written = _pid_in_file(path)
     for line in locks.splitlines():
         parts = line.split()
         # "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF" (blocked waiters have a "->" field)
         if "->" in parts or len(parts) < 6 or parts[1] != "FLOCK":
             continue
-        dev_ino = parts[5]
-        maj, _, rest = dev_ino.partition(":")
+        maj, _, rest = parts[5].partition(":")
         mnr, _, ino = rest.partition(":")
         with contextlib.suppress(ValueError):
-            if f"{int(maj, 16):02x}:{int(mnr, 16):02x}:{int(ino)}" == want:
-                return int(parts[4])
+            if int(ino) != st.st_ino:
+                continue
+            pid = int(parts[4])
+            same_dev = (int(maj, 16), int(mnr, 16)) == (os.major(st.st_dev), os.minor(st.st_dev))
+            if same_dev or pid == written:
+                return pid
     return None

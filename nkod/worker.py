@@ -8,10 +8,12 @@ the daemon (PR_SET_PDEATHSIG), and ignores SIGINT: Ctrl+C is the daemon's to han
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,6 +24,19 @@ from nkod.fsutil import fsync_tree
 from nkod.processor import Report, load_processor, normalise_counts
 
 PR_SET_PDEATHSIG = 1
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def storage_problem(exc: BaseException) -> OSError | None:
+    """The disk-full / read-only OSError behind `exc` (following its causes), if there is one."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in STORAGE_ERRNOS:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _die_with_parent(parent: int) -> None:
@@ -50,24 +65,27 @@ def run(job: dict[str, Any], out: IO[bytes]) -> None:
         processor = load_processor(job["processor"])
         counts = normalise_counts(processor(job["video"], workdir, report))
         fsync_tree(workdir)  # durable before the daemon renames it into place
-    except TransientError as exc:
-        send(
-            {
-                "type": "error",
-                "kind": "transient",
-                "error": str(exc) or type(exc).__name__,
-                "retry_after": exc.retry_after,
-            }
-        )
-        return
-    except ProcessingError as exc:
-        send({"type": "error", "kind": exc.kind, "error": str(exc) or type(exc).__name__})
-        return
-    except Exception as exc:  # any other failure is permanent, with its type, so a person can act on it
-        traceback.print_exc(file=sys.stderr)
-        send({"type": "error", "kind": "permanent", "error": f"{type(exc).__name__}: {exc}"})
+    except Exception as exc:
+        storage = storage_problem(exc)
+        if storage is None:
+            _send_failure(send, exc)
+            return
+        # Not the video's fault: the daemon stops (the disk must be freed) and redoes it later.
+        where = f" ({storage.filename})" if storage.filename else ""
+        send({"type": "error", "kind": "storage", "error": f"{storage.strerror or storage}{where}"})
         return
     send({"type": "result", "counts": counts})
+
+
+def _send_failure(send: Callable[[dict[str, Any]], None], exc: Exception) -> None:
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, TransientError):
+        send({"type": "error", "kind": "transient", "error": message, "retry_after": exc.retry_after})
+    elif isinstance(exc, ProcessingError):
+        send({"type": "error", "kind": exc.kind, "error": message})
+    else:  # any other failure is permanent, with its type, so a person can act on it
+        traceback.print_exc(file=sys.stderr)
+        send({"type": "error", "kind": "permanent", "error": f"{type(exc).__name__}: {exc}"})
 
 
 def main() -> None:

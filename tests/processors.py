@@ -1,12 +1,13 @@
 """Processors for tests: real work in a real worker process, shaped by keys in the manifest line.
 
 Keys: ``sleep`` (seconds), ``frames`` (files to write), ``fail`` ("transient" | "permanent" | "crash" |
-"exit" | "hang"), ``fail_attempts`` (fail only while the attempt number is at most this),
+"exit" | "hang" | "raise" | "enospc"), ``fail_attempts`` (fail only while the attempt number is at most this),
 ``retry_after`` (for transient failures).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
@@ -33,6 +34,11 @@ def process(video: dict[str, Any], workdir: Path, report: Report) -> dict[str, A
             time.sleep(3600)
         if fail == "raise":
             raise ValueError("bad value in processor")
+        if fail == "enospc":  # what a write to a full disk raises, wrapped as a library would
+            try:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(workdir / "frame.jpg"))
+            except OSError as exc:
+                raise RuntimeError("could not save frame") from exc
     sleep = float(video.get("sleep", 0))
     steps = max(1, int(sleep / 0.1))
     for i in range(steps):

@@ -361,3 +361,28 @@ def test_damaged_log_stops_the_daemon_and_fsck_repairs_it(d: DataDir) -> None:
     assert list(d.root.glob("events.jsonl.bak-*"))
     assert d.ctl("fsck").returncode == 0
     assert d.run().returncode == 0
+
+
+def test_a_full_disk_in_a_worker_stops_the_daemon_without_failing_the_video(d: DataDir) -> None:
+    """ENOSPC inside a processor is the disk's fault: exit 75, the video interrupted (not failed), log valid;
+    once space is back the video is redone first."""
+    d.manifest([{"video_id": "a"}, {"video_id": "b", "fail": "enospc"}, {"video_id": "c"}])
+    r = d.run()
+    assert r.returncode == 75, r.stdout
+    assert "No space left on device" in r.stdout
+    assert d.types("b") == ["video_started", "video_interrupted"]
+    assert "video_failed" not in d.types()
+    assert d.ctl("fsck").returncode == 0
+    d.manifest([{"video_id": "a"}, {"video_id": "b"}, {"video_id": "c"}])
+    assert d.run().returncode == 0
+    assert d.completed_count() == {"a": 1, "b": 1, "c": 1}
+    assert started_order(d) == ["a", "b", "b", "c"]
+
+
+def test_an_unwritable_data_dir_is_a_storage_error_not_a_traceback(tmp_path: Path) -> None:
+    """A data dir that cannot be created (a file is in the way) exits 75 with the path, no traceback."""
+    (tmp_path / "data").write_text("not a directory")
+    d = DataDir(tmp_path / "other")
+    d.root = tmp_path / "data" / "sub"
+    r = d.run()
+    assert r.returncode == 75 and "storage_failed" in r.stdout and "Traceback" not in r.stdout + r.stderr

@@ -245,11 +245,6 @@ def test_named_kill_points_with_four_workers_keep_exactly_once(tmp_path: Path, p
 # -- found while benchmarking --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a worker's exit does not wake the loop; with 1 worker each video waits out the "
-    "0.5 s select timeout (daemon.py _read_job EOF / _timeout). Remove this marker when fixed.",
-)
 def test_single_worker_finished_video_is_reaped_without_waiting_for_the_loop_timeout(tmp_path: Path) -> None:
     """With 1 worker, a no-op video goes from started to completed in well under the loop's 0.5 s timeout."""
     from statistics import median

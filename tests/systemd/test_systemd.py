@@ -318,11 +318,6 @@ def test_operator_in_group_nkod_runs_nkoctl_status_and_retry_without_root(nkod: 
     assert denied.returncode != 0  # others get nothing
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nkod.lock.holder_pid matches /proc/locks on st_dev, which differs from stat() on overlayfs "
-    "(this box's root, Docker): nkoctl reports daemon_running=false while the service runs",
-)
 def test_nkoctl_status_sees_the_running_service(nkod: Service) -> None:
     """`nkoctl status --json` run by an operator says the daemon runs while the service runs."""
     nkod.set_manifest(_videos(a=3.0))
