@@ -292,7 +292,7 @@ class Daemon:
                         }
                     ]
                 )
-            self.append(decide.recover(self.projector.state(), self._committed_for_running()))
+            self.append(decide.recover(self.projector, self._committed_for_running()))
             self._clean_work()
             self._scan_manifest(force=True)
             self._process_requests()

@@ -55,7 +55,7 @@ def iso(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def recover(state: State, committed: Mapping[str, Committed]) -> list[Draft]:
+def recover(state: State | Projector, committed: Mapping[str, Committed]) -> list[Draft]:
     """After replay: each video that was running when the last daemon died is settled.
 
     If its output was committed (renamed into place) by that very start, the completion is recorded
