@@ -103,11 +103,6 @@ def test_full_disk_at_commit_stops_with_exit_75_and_work_resumes_after_space_is_
     assert_finished_exactly_once(d, ids)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a read-only data dir at start-up crashes nkod with a traceback and exit 1 "
-    "(lock.acquire's OSError in Daemon.run is not caught); it should exit 75 with a clear error",
-)
 def test_read_only_data_dir_at_start_exits_75_with_a_clear_error(small_fs: Path) -> None:
     """nkod started on a read-only data dir exits 75 with one clear line, no traceback; status still works."""
     d = DataDir(small_fs, workers=1)
@@ -121,12 +116,6 @@ def test_read_only_data_dir_at_start_exits_75_with_a_clear_error(small_fs: Path)
     assert "Traceback" not in said and "Read-only file system" in said, said
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: ENOSPC inside a worker is reported as a permanent failure of the video "
-    "(worker.py: any Exception -> permanent), so a full disk fails every video in turn and the daemon "
-    "keeps going; it should stop with exit 75 and leave the videos to be redone once space is freed",
-)
 def test_full_disk_while_a_worker_writes_stops_nkod_instead_of_failing_videos(small_fs: Path) -> None:
     """Disk full while workers write frames: no video is marked failed for it; nkod stops with exit 75."""
     d = DataDir(small_fs, workers=2)
