@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -28,15 +28,22 @@ _VIDEO_FIELDS = (
     ("ca", "completed_at"), ("c", "counts"), ("i", "imported"),
 )  # fmt: skip
 _DEFAULT = Video(video_id="")
+_ROW_FIELDS = tuple((short, name, getattr(_DEFAULT, name)) for short, name in _VIDEO_FIELDS)
+_SHORT = {name: short for short, name in _VIDEO_FIELDS}
+# Every field of Video (a field added to Video but not to the snapshot gets its default).
+_ALL_FIELDS = tuple((_SHORT.get(f.name), f.name, getattr(_DEFAULT, f.name)) for f in fields(Video))
+_STATUS = {s.value: s for s in Status}
+_new = object.__new__
+_set = object.__setattr__
 
 
 def state_to_doc(state: State | Projector) -> dict[str, Any]:
     videos = []
     for v in state.videos.values():
         row: dict[str, Any] = {"id": v.video_id}
-        for short, name in _VIDEO_FIELDS:
+        for short, name, default in _ROW_FIELDS:
             value = getattr(v, name)
-            if value != getattr(_DEFAULT, name):
+            if value != default:
                 row[short] = dict(value) if name == "counts" else value
         videos.append(row)
     s = state.session
@@ -54,18 +61,25 @@ def state_to_doc(state: State | Projector) -> dict[str, Any]:
     }
 
 
+def _video_from_row(row: dict[str, Any]) -> Video:
+    """One snapshot row as a Video: like ``Video(**kwargs)`` without the per-call keyword handling
+    (loading 100k rows is most of a status call). Unknown statuses and bad counts raise as before."""
+    if not isinstance(row, dict):
+        raise TypeError(f"video row is {type(row).__name__}, not an object")
+    video: Video = _new(Video)
+    get = row.get
+    for short, name, default in _ALL_FIELDS:
+        _set(video, name, default if short is None else get(short, default))
+    _set(video, "video_id", row["id"])
+    if "s" in row:
+        _set(video, "status", _STATUS[row["s"]])
+    if "c" in row:
+        _set(video, "counts", MappingProxyType(row["c"]))
+    return video
+
+
 def state_from_doc(doc: dict[str, Any]) -> State:
-    videos: dict[str, Video] = {}
-    for row in doc["videos"]:
-        kwargs: dict[str, Any] = {}
-        for short, name in _VIDEO_FIELDS:
-            if short in row:
-                kwargs[name] = row[short]
-        if "status" in kwargs:
-            kwargs["status"] = Status(kwargs["status"])
-        if "counts" in kwargs:
-            kwargs["counts"] = MappingProxyType(kwargs["counts"])
-        videos[row["id"]] = Video(video_id=row["id"], **kwargs)
+    videos: dict[str, Video] = {row["id"]: _video_from_row(row) for row in doc["videos"]}
     s = doc["session"]
     return State(
         seq=doc["seq"],
