@@ -95,6 +95,12 @@ def _copy_history(src: Path, dst: Path) -> Path:
     for name in ("events.jsonl", "snapshot.json", "videos.jsonl"):
         if (src / name).exists():
             shutil.copyfile(src / name, dst / name)
+            # Flush the copy now: else the daemon's first fsync writes 170 MB and is billed to start-up.
+            fd = os.open(dst / name, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
     return dst
 
 
@@ -488,8 +494,9 @@ def machine() -> str:
             return "(unavailable)"
 
     lscpu = "\n".join(run(["lscpu"]).splitlines()[:10])
+    free = subprocess.run(["free", "-h"], capture_output=True, text=True, check=False).stdout.rstrip()
     return (
-        f"nproc: {run(['nproc'])}\n\nlscpu | head:\n```\n{lscpu}\n```\n\nfree -h:\n```\n{run(['free', '-h'])}\n```\n"
+        f"nproc: {run(['nproc'])}\n\nlscpu | head:\n```\n{lscpu}\n```\n\nfree -h:\n```\n{free}\n```\n"
         f"\nPython {platform.python_version()}, {platform.platform()}\n"
     )
 
