@@ -293,7 +293,7 @@ class Bench:
     def status(self) -> None:
         self.say("3. nkoctl status --json on 1M events")
         root = _copy_history(self.history_1m(), self.work / "status")
-        runs = 3 if self.quick else 7
+        runs = 5 if self.quick else 9
         argv = [str(BIN / "nkoctl"), "--data-dir", str(root), "status", "--json"]
         status = _median_wall(argv, runs)
         imp = _median_wall([sys.executable, "-c", "import nkod"], runs)
@@ -379,7 +379,7 @@ class Bench:
         return ready, mem["VmHWM"], mem["VmRSS"]
 
     def daemon_start(self) -> None:
-        runs = 3 if self.quick else 5
+        runs = 5 if self.quick else 9
         self.say("5/6. real daemon start with 1k and 1M events of history")
         small = [self.start_daemon(self.history_1k(), "d1k") for _ in range(runs)]
         big = [self.start_daemon(self.history_1m(), "d1m") for _ in range(runs)]
@@ -520,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", type=Path, help="work directory (kept; histories reused); default a temp dir on disk")
     p.add_argument("--only", help="comma-separated benchmark numbers, e.g. 1,4")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "engine_bench.md")
+    p.add_argument("--readme", type=Path, help="also write the results into this file's bench:begin/end section")
     args = p.parse_args(argv)
     only = {int(x) for x in args.only.split(",")} if args.only else {1, 2, 3, 4, 5, 6}
     t0 = time.perf_counter()
@@ -544,8 +545,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(header + table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(header + table + "\n## Machine\n\n" + machine())
+    result = header + table + "\n### Machine\n\n" + machine()
+    args.out.write_text(result)
+    if args.readme is not None:
+        update_readme(args.readme, result)
     return 0
+
+
+def update_readme(path: Path, result: str) -> None:
+    """Replace what lies between the ``<!-- bench:begin …-->`` and ``<!-- bench:end -->`` lines."""
+    text = path.read_text()
+    begin = text.index("<!-- bench:begin")
+    begin = text.index("\n", begin) + 1
+    end = text.index("<!-- bench:end -->", begin)
+    path.write_text(text[:begin] + "\n" + result + "\n" + text[end:])
 
 
 if __name__ == "__main__":
