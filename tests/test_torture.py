@@ -7,7 +7,9 @@ kills. Every random choice comes from one seed, printed; ``NKOD_TORTURE_SEED=<n>
 from __future__ import annotations
 
 import collections
+import contextlib
 import random
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -60,7 +62,8 @@ def _check_between(d: DataDir, before: collections.Counter[str]) -> collections.
 
 
 def test_kill9_storm_completes_every_video_exactly_once(tmp_path: Path) -> None:
-    """SIGKILL the daemon at random moments, restart each time: at the end each video completed once."""
+    """SIGKILL the daemon at random moments (some mid-drain after a SIGTERM), restart each time: at the end
+    each video is completed exactly once, outputs whole, and the log replayed and status answered between."""
     seed = torture_seed("kill9 storm")
     rng = random.Random(seed)
     d = DataDir(
@@ -74,12 +77,13 @@ def test_kill9_storm_completes_every_video_exactly_once(tmp_path: Path) -> None:
     videos = _storm_manifest(rng, STORM_VIDEOS)
     d.manifest(videos)
     done: collections.Counter[str] = collections.Counter()
-    kills = early_kills = runs = 0
+    kills = early_kills = drain_kills = runs = 0
     t0 = time.monotonic()
     while True:
         runs += 1
         assert runs < STORM_KILLS + 50, f"no end after {runs} runs (seed {seed})"
         proc = d.start("--once")
+        signalled = False
         if kills < STORM_KILLS:
             # A third of the kills land during start-up (replay, recovery, the first snapshot).
             early = rng.random() < 0.3
@@ -87,15 +91,23 @@ def test_kill9_storm_completes_every_video_exactly_once(tmp_path: Path) -> None:
             try:
                 proc.wait(timeout=delay)
             except subprocess.TimeoutExpired:
+                signalled = True
                 if rng.random() < 0.5:  # status while the daemon runs, then the kill
                     assert assert_status_works(d)["completed"] >= len(done)
-                kill9(proc)
+                if not early and rng.random() < 0.25:
+                    # systemctl stop whose timeout runs out: SIGTERM, the drain begins, then SIGKILL.
+                    proc.send_signal(signal.SIGTERM)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(timeout=rng.uniform(0.0, 0.5))
+                    drain_kills += proc.poll() is None
+                if proc.poll() is None:
+                    kill9(proc)
                 kills += 1
                 early_kills += early
         else:
             proc.wait(timeout=600)
         assert proc.returncode in (0, -9), f"nkod exited {proc.returncode} (seed {seed}):\n{d.output_text()[-3000:]}"
-        if proc.returncode == 0:
+        if proc.returncode == 0 and not signalled:
             break
         done = _check_between(d, done)
     elapsed = time.monotonic() - t0
@@ -105,7 +117,7 @@ def test_kill9_storm_completes_every_video_exactly_once(tmp_path: Path) -> None:
     recovered = sum(1 for e in events if e["type"] == "video_completed" and e.get("recovered"))
     print(
         f"kill9 storm: seed={seed} videos={len(videos)} workers={STORM_WORKERS} kills={kills} "
-        f"(early {early_kills}) runs={runs} events={len(events)} interrupted={interrupted} "
+        f"(early {early_kills}, mid-drain {drain_kills}) runs={runs} events={len(events)} interrupted={interrupted} "
         f"recovered_completions={recovered} seconds={elapsed:.1f}"
     )
     # A last run finds nothing to do: nothing is redone.
