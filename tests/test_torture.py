@@ -22,6 +22,7 @@ from tests.helpers import DataDir, kill9
 from tests.torture_helpers import (
     LONG,
     assert_finished_exactly_once,
+    assert_fsck_ok,
     assert_never_redone,
     assert_snapshot_agrees,
     assert_status_works,
@@ -55,6 +56,7 @@ def _check_between(d: DataDir, before: collections.Counter[str]) -> collections.
     assert not lost, f"completions lost after a kill: {sorted(lost)}"
     assert all(n == 1 for n in done.values()), f"completed twice: {[v for v, n in done.items() if n > 1]}"
     assert_never_redone(events)
+    assert_fsck_ok(d)
     doc = assert_status_works(d)
     assert doc["daemon_running"] is False, doc
     assert doc["completed"] == len(done), (doc["completed"], len(done))
