@@ -341,3 +341,64 @@ def test_damaged_snapshot_is_rewritten_by_the_daemon(golden: DataDir, tmp_path: 
     assert snapshot.load(snap, d.log).state is not None
     assert_snapshot_agrees(d)
     assert_finished_exactly_once(d, IDS)
+
+
+# -- kill -9 during `nkoctl fsck --repair` -------------------------------------------------------------
+
+
+def test_kill9_during_fsck_repair_leaves_the_old_log_or_the_repaired_one(tmp_path: Path) -> None:
+    """SIGKILL `nkoctl fsck --repair` at random moments: the log is always either the damaged original or
+    a whole repaired log, never missing or half-written; a last repair then succeeds and nkod runs."""
+    import subprocess
+    import time
+
+    from tests.helpers import binary, env
+
+    seed = torture_seed("fsck --repair kills")
+    rng = random.Random(seed)
+    root = tmp_path / "data"
+    root.mkdir()
+    n = 30_000 if not LONG else 150_000  # videos; two events each: a repair that takes about a second
+    drafts: list[dict[str, object]] = [{"type": "log_created", "log_id": "f" * 16}]
+    ids = [f"v{i:06d}" for i in range(n)]
+    drafts += [{"type": "videos_added", "video_ids": ids[i : i + 1000]} for i in range(0, n, 1000)]
+    for vid in ids:
+        drafts.append({"type": "video_started", "video_id": vid, "attempt": 1})
+        drafts.append({"type": "video_completed", "video_id": vid, "attempt": 1, "counts": {"frames": 3}})
+    ts = "2026-01-01T00:00:00.000000Z"
+    root.joinpath("events.jsonl").write_bytes(
+        b"".join(codec.encode({"v": 1, "seq": i, "ts": ts, **dr}) for i, dr in enumerate(drafts, start=1))
+    )
+    data = root.joinpath("events.jsonl").read_bytes()
+    starts = _line_starts(data)
+    line = len(starts) // 3
+    pos = starts[line - 1] + 20
+    damaged = data[:pos] + (b"X" if data[pos : pos + 1] != b"X" else b"Y") + data[pos + 1 :]
+    log = root / "events.jsonl"
+    log.write_bytes(damaged)
+    argv = [binary("nkoctl"), "--data-dir", str(root), "fsck", "--repair"]
+    t0 = time.monotonic()
+    subprocess.run(argv, env=env(), capture_output=True, check=False, timeout=120)  # how long a repair takes
+    duration = time.monotonic() - t0
+    outcomes = {"old": 0, "repaired": 0}
+    for _ in range(12 if LONG else 6):
+        log.write_bytes(damaged)
+        for extra in root.glob("events.jsonl.bak-*"):
+            extra.unlink()
+        proc = subprocess.Popen(argv, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.0, duration))
+        proc.kill()
+        proc.wait()
+        now = log.read_bytes()
+        if now == damaged:
+            outcomes["old"] += 1
+            continue
+        events, result = eventlog.read_all(log)  # raises if the replaced log is not whole
+        assert result.torn is None and events[-1]["type"] == "log_repaired", (seed, len(now))
+        outcomes["repaired"] += 1
+    print(f"fsck --repair kills: seed={seed} repair_seconds={duration:.2f} outcomes={outcomes}")
+    log.write_bytes(damaged)
+    r = subprocess.run(argv, env=env(), capture_output=True, text=True, check=False, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    events, result = eventlog.read_all(log)
+    assert result.torn is None and len(events) == len(starts) - 1  # one line dropped, log_repaired added
