@@ -278,3 +278,78 @@ def test_single_worker_finished_video_is_reaped_without_waiting_for_the_loop_tim
             spans.append(seconds_between(started[e["video_id"]], e["ts"]))
     # A worker is a fresh python (~0.1-0.2 s here); the bug adds a full 0.5 s select timeout on top.
     assert median(spans) < 0.45, spans
+
+
+# -- live changes under kills: manifest growth and retry requests ----------------------------------------
+
+
+def _write_manifest_atomically(d: DataDir, videos: dict[str, dict[str, Any]]) -> None:
+    """Rewrite videos.jsonl the way an editor saves: a temp file renamed over the old one."""
+    import orjson
+
+    tmp = d.root / ".videos.jsonl.edit"
+    tmp.write_bytes(b"".join(orjson.dumps({"path": "none.mp4", **v}) + b"\n" for v in videos.values()))
+    tmp.replace(d.root / "videos.jsonl")
+
+
+def test_kill9_storm_with_manifest_growth_and_retry_requests_completes_everything_once(tmp_path: Path) -> None:
+    """The idle daemon is killed at random while videos are added to the manifest and failed ones are fixed
+    and retried through nkoctl (sometimes while it is down): in the end every video completed exactly once."""
+    seed = torture_seed("live storm")
+    rng = random.Random(seed)
+    d = DataDir(tmp_path / "data", workers=2, snapshot_every=10, max_attempts=1)
+    videos: dict[str, dict[str, Any]] = {}
+
+    def add(n: int) -> None:
+        for _ in range(n):
+            vid = f"L{len(videos):04d}"
+            videos[vid] = {"video_id": vid, "frames": rng.randint(0, 3), "sleep": rng.choice([0, 0.05, 0.2])}
+            if rng.random() < 0.15:
+                videos[vid]["fail"] = "permanent"  # fails until "fixed" below, then retried
+
+    def fix_and_retry() -> None:
+        failed = [f["id"] for f in assert_status_works(d)["failed"]]
+        if not failed:
+            return
+        for vid in failed:
+            videos[vid].pop("fail", None)
+        _write_manifest_atomically(d, videos)
+        time.sleep(0.7)  # let a running daemon read the fixed lines before the retry restarts them
+        r = d.ctl("retry", *failed, "--wait", "0")
+        assert r.returncode in (0, 1), r.stderr  # 1: nothing retryable any more (already retried)
+
+    add(30 if not LONG else 150)
+    _write_manifest_atomically(d, videos)
+    kills = 0
+    for _ in range(8 if not LONG else 30):
+        proc = d.start()
+        deadline = time.monotonic() + rng.uniform(0.3, 2.0)
+        while time.monotonic() < deadline:
+            time.sleep(rng.uniform(0.05, 0.4))
+            action = rng.random()
+            if action < 0.3:
+                add(rng.randint(1, 6))
+                _write_manifest_atomically(d, videos)
+            elif action < 0.5:
+                fix_and_retry()
+        kill9(proc)
+        kills += 1
+        _check_between(d, completed_ids(eventlog.read_all(d.log)[0]))
+        if rng.random() < 0.3:
+            fix_and_retry()  # with the daemon down: queued, applied when it starts
+    # Calm: fix everything and let it finish.
+    proc = d.start()
+    try:
+        for _ in range(20):
+            fix_and_retry()
+            status = assert_status_works(d)
+            if status["completed"] == len(videos) == status["total"]:
+                break
+            time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0, d.output_text()[-3000:]
+    events = assert_finished_exactly_once(d, list(videos))
+    retried = sum(1 for e in events if e["type"] == "retry_requested")
+    print(f"live storm: seed={seed} videos={len(videos)} kills={kills} retry_requests={retried} events={len(events)}")
