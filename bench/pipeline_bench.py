@@ -212,12 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         one = throughput(short, args.clips, 1, settings)
         two = throughput(short, args.clips, 2, settings)
         lines.append(f"| {label} | {one:.1f} | {two:.1f} | {two / one:.2f}x |")
-    lines += ["", f"Load average at the end: {os.getloadavg()[0]:.2f} (other work on the machine skews the numbers)"]
     if ffmpeg:
         print("timing the machine's own ceiling: ffmpeg decode, 1 vs 2 processes...", flush=True)
         one = _ffmpeg_throughput(ffmpeg, short, args.clips, 1)
         two = _ffmpeg_throughput(ffmpeg, short, args.clips, 2)
         lines.append(f"| reference: `ffmpeg -threads 1` decode only | {one:.1f} | {two:.1f} | {two / one:.2f}x |")
+    lines += ["", f"Load average at the end: {os.getloadavg()[0]:.2f} (other work on the machine skews the numbers)"]
     table = "\n".join(lines)
     print()
     print(table)
