@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from nkod.errors import ConfigError, PermanentError
+from nkod.errors import ConfigError, PermanentError, TransientError
 from nkod.pipeline.audio import Segment, extract_segments
 from nkod.pipeline.detectors import DetectorContext, FrameInput, make_detector
 from nkod.pipeline.detectors.captions import CaptionsDetector
@@ -22,7 +23,20 @@ SUBTITLES_DIR = "subtitles"
 
 
 def process(video: dict[str, Any], workdir: Path, report: Report) -> dict[str, int | float]:
-    """Process one manifest entry into `workdir`; returns the counts (equal to what is on disk)."""
+    """Process one manifest entry into `workdir`; returns the counts (equal to what is on disk).
+
+    A full disk (or quota) while writing is transient: the video is retried after the backoff.
+    """
+    try:
+        return _process(video, workdir, report)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = exc.filename or workdir
+            raise TransientError(f"no space left on the device writing {where}: {exc.strerror}") from exc
+        raise
+
+
+def _process(video: dict[str, Any], workdir: Path, report: Report) -> dict[str, int | float]:
     try:
         settings = parse_settings(report.settings, "[pipeline]")
     except ConfigError as exc:

@@ -153,3 +153,20 @@ def test_invalid_settings_are_a_permanent_error(clip_mp4: Path, tmp_path: Path, 
     report, _ = make_report({"frames": {"max_frames": 0}})
     with pytest.raises(PermanentError, match=r"pipeline\.frames\.max_frames"):
         process({"video_id": "v", "path": str(clip_mp4)}, _workdir(tmp_path), report)
+
+
+def test_full_disk_is_transient(
+    clip_mp4: Path, tmp_path: Path, make_report: MakeReport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC while writing the output is retried later, not a permanent failure of the video."""
+    import errno
+
+    import nkod.pipeline.run as run_module
+
+    def full(workdir: Path, manifest: Any) -> Path:  # fault injection: the disk fills up here
+        raise OSError(errno.ENOSPC, "No space left on device", str(workdir / "manifest.json"))
+
+    monkeypatch.setattr(run_module, "write_manifest", full)
+    report, _ = make_report({"audio": False})
+    with pytest.raises(TransientError, match=r"no space left .*manifest\.json"):
+        process({"video_id": "v", "path": str(clip_mp4)}, _workdir(tmp_path), report)
