@@ -30,8 +30,8 @@ from tests.torture_helpers import (
     torture_seed,
 )
 
-STORM_VIDEOS = 500 if LONG else 100
-STORM_KILLS = 60 if LONG else 12
+STORM_VIDEOS = 500 if LONG else 80
+STORM_KILLS = 60 if LONG else 10
 STORM_WORKERS = 3 if LONG else 2
 
 
@@ -241,7 +241,7 @@ def test_kill_mid_snapshot_leaves_old_snapshot_or_none_and_replay_agrees(tmp_pat
 @pytest.mark.parametrize("point", ["after_output_rename", "after_append", "mid_snapshot"])
 def test_named_kill_points_with_four_workers_keep_exactly_once(tmp_path: Path, point: str) -> None:
     """Repeated kills at one named point with 4 workers and a snapshot after every event: still exactly once."""
-    d, ids = _points_dir(tmp_path, n=12, snapshot_every=1)
+    d, ids = _points_dir(tmp_path, n=10, snapshot_every=1)
     d.config.write_text(d.config.read_text().replace("workers = 2", "workers = 4"))
     runs = 0
     while runs < 40:
