@@ -12,20 +12,21 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
 from nkod import codec, decide, eventlog, lock, snapshot, spool, views
-from nkod.daemon import Paths
 from nkod.errors import LogCorruptError, LogError, RequestError
 from nkod.manifest import id_problem
 from nkod.manifest import load as load_manifest
-from nkod.render import event_line, status_panel
-from nkod.state import Projector, Status
+from nkod.paths import Paths
+from nkod.state import Projector, Status, format_ts
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# rich is imported only where something is drawn: `status --json` and scripts should not pay for it.
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -61,8 +62,26 @@ def resolve_data_dir(given: Path | None) -> Path:
 class Ctl:
     def __init__(self, data_dir: Path, console: Console | None = None) -> None:
         self.paths = Paths(data_dir)
-        self.console = console or Console()
-        self.out = Console(soft_wrap=True, highlight=False)  # results on stdout; messages on `console`
+        self._console = console
+        self._out: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        """Messages, on stderr."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True, highlight=False, soft_wrap=True)
+        return self._console
+
+    @property
+    def out(self) -> Console:
+        """Results, on stdout."""
+        if self._out is None:
+            from rich.console import Console
+
+            self._out = Console(soft_wrap=True, highlight=False)
+        return self._out
 
     # -- reading the state ---------------------------------------------------------------------
     def daemon_pid(self) -> int | None:
@@ -105,8 +124,14 @@ class Ctl:
             if as_json:
                 sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
             else:
+                from nkod.render import status_panel
+
                 self.out.print(status_panel(doc))
             return 0
+        from rich.live import Live
+
+        from nkod.render import status_panel
+
         follower = Follower(self.paths, self.load)
         with Live(status_panel(self.status_doc(follower.projector)), console=self.out, auto_refresh=False) as live:
             try:
@@ -175,6 +200,8 @@ class Ctl:
             doc = [{"video_id": r.video_id, "action": r.action, "reason": r.reason} for r in rows]
             sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
             return 0
+        from rich.table import Table
+
         table = Table(title=f"Plan for {self.paths.root} ({sum(r.action == 'run' for r in rows)} to run)")
         table.add_column("#", justify="right")
         table.add_column("video")
@@ -221,6 +248,8 @@ class Ctl:
         if out_dir.is_dir():
             self.out.print(f"  output: {out_dir}", highlight=False)
         self.out.print("history:")
+        from nkod.render import event_line
+
         for e in eventlog.scan(self.paths.log):
             if e.get("video_id") == vid or vid in (e.get("video_ids") or ()):
                 self.out.print("  " + event_line(e), highlight=False)
@@ -229,6 +258,7 @@ class Ctl:
     def log(self, follow: bool, lines: int | None, as_json: bool, vid: str | None) -> int:
         path = self.paths.log
         start = tail_offset(path, lines) if lines is not None else 0
+        from nkod.render import event_line
 
         def emit(e: dict[str, Any]) -> None:
             if vid and e.get("video_id") != vid:
@@ -493,7 +523,7 @@ class Fsck:
             {
                 "v": codec.FORMAT_VERSION,
                 "seq": len(events) + 1,
-                "ts": decide.iso(datetime.now(UTC)),
+                "ts": format_ts(datetime.now(UTC)),
                 "type": "log_repaired",
                 "dropped": dropped,
                 "torn_at": torn_at,
@@ -550,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    ctl = Ctl(resolve_data_dir(args.data_dir), Console(stderr=True, highlight=False, soft_wrap=True))
+    ctl = Ctl(resolve_data_dir(args.data_dir))
     try:
         match args.command:
             case "status":

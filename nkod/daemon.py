@@ -38,7 +38,8 @@ from nkod.errors import ConfigError, LockHeldError, LogError, StorageError
 from nkod.fsutil import atomic_write, fsync_dir
 from nkod.logs import get as get_logger
 from nkod.notify import Notifier
-from nkod.state import Projector, Status
+from nkod.paths import Paths
+from nkod.state import Projector, Status, format_ts
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -46,60 +47,6 @@ EXIT_LOCKED = 3
 EXIT_LOG = 4
 EXIT_STORAGE = 75  # EX_TEMPFAIL: systemd restarts us later, by which time space may be free
 TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a worker being stopped
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Everything under the data directory, by name."""
-
-    root: Path
-
-    @property
-    def log(self) -> Path:
-        return self.root / "events.jsonl"
-
-    @property
-    def snapshot(self) -> Path:
-        return self.root / "snapshot.json"
-
-    @property
-    def requests(self) -> Path:
-        return self.root / "requests"
-
-    @property
-    def output(self) -> Path:
-        return self.root / "output"
-
-    @property
-    def work(self) -> Path:
-        return self.root / "work"
-
-    @property
-    def trash(self) -> Path:
-        return self.root / "work" / ".trash"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def cache(self) -> Path:
-        return self.root / "cache"
-
-    @property
-    def lock(self) -> Path:
-        return self.root / "nkod.lock"
-
-    @property
-    def activity(self) -> Path:
-        return self.root / "activity.json"
-
-    @property
-    def archive(self) -> Path:
-        return self.root / "archive"
-
-    def manifest(self, config: Config) -> Path:
-        return self.root / config.daemon.manifest
 
 
 def read_committed(output_dir: Path) -> Committed | None:
@@ -192,7 +139,7 @@ class Daemon:
     def append(self, drafts: list[Draft]) -> list[dict[str, Any]]:
         """Make drafts durable, then fold them in. Only after this returns may they be acted on."""
         assert self.writer is not None
-        events = self.writer.append(drafts, decide.iso(self.now()))
+        events = self.writer.append(drafts, format_ts(self.now()))
         for event in events:
             self.projector.apply(event)
             self._log_event(event)
@@ -296,8 +243,6 @@ class Daemon:
             self._clean_work()
             self._scan_manifest(force=True)
             self._process_requests()
-            self._write_snapshot()
-            self._write_views(force=True)
         except StorageError as exc:
             self.log.error("storage_failed", error=str(exc))
             return EXIT_STORAGE
@@ -309,6 +254,14 @@ class Daemon:
             data_dir=str(self.paths.root),
         )
         self.notifier.ready(self._status_line())
+        # Derived files after READY=1: nothing waits on them, and a long replay earns a fresh snapshot.
+        self._events_since_snapshot = replay.tail_events
+        try:
+            self._maybe_snapshot()
+            self._write_views(force=True)
+        except StorageError as exc:
+            self.log.error("storage_failed", error=str(exc))
+            return EXIT_STORAGE
         if self.install_signals:
             self._install_signal_handlers()
         watcher = threading.Thread(target=self._watch, name="nkod-watch", daemon=True)
@@ -447,16 +400,21 @@ class Daemon:
         if free <= 0:
             return
         # Running videos are in neither index, so what next_runnable returns is never already running.
-        for vid in decide.next_runnable(self.projector, self.manifest.entries, self.now(), free):
-            self._start(vid)
+        picks = decide.next_runnable(self.projector, self.manifest.entries, self.now(), free)
+        if not picks:
+            return
+        for vid in picks:
+            workdir = self.paths.work / vid
+            if workdir.exists():
+                shutil.rmtree(workdir)
+            workdir.mkdir()
+        # Group commit: every start of this pass in one append, one fsync.
+        for event in self.append([decide.start_draft(self.projector.videos[vid]) for vid in picks]):
+            self._spawn(event["video_id"], event)
 
-    def _start(self, vid: str) -> None:
-        video = self.projector.videos[vid]
+    def _spawn(self, vid: str, event: dict[str, Any]) -> None:
+        """Start the worker for a video whose video_started is durable."""
         workdir = self.paths.work / vid
-        if workdir.exists():
-            shutil.rmtree(workdir)
-        workdir.mkdir()
-        (event,) = self.append([decide.start_draft(video)])
         r, w = os.pipe()
         job_spec = {
             "video": self.manifest.entries[vid],
@@ -534,6 +492,10 @@ class Daemon:
                 )
 
     def _reap_jobs(self) -> None:
+        """Record how each exited worker ended. Outputs are committed one by one; the events of all the
+        workers reaped in this pass go in one append (group commit: one fsync however many finished)."""
+        drafts: list[Draft] = []
+        storage_error: str | None = None
         for job in list(self.jobs.values()):
             if job.proc.poll() is None:
                 continue
@@ -548,7 +510,21 @@ class Daemon:
                     os.close(fd)
             job.fd = job.pidfd = -1
             del self.jobs[job.video_id]
-            self._finish(job)
+            try:
+                drafts.extend(self._finish(job))
+            except StorageError as exc:  # record what is already committed, then stop
+                storage_error = str(exc)
+                break
+            if job.outcome is not None and job.outcome.kind == "storage":
+                storage_error = f"a worker could not write: {job.outcome.error}"
+                break
+        if drafts:
+            self.append(drafts)
+            self.failpoints.hit("after_append")
+        if self.paths.trash.exists():
+            shutil.rmtree(self.paths.trash, ignore_errors=True)
+        if storage_error is not None:
+            raise StorageError(storage_error)
 
     @staticmethod
     def _fd_has_data(fd: int) -> bool:
@@ -559,38 +535,40 @@ class Daemon:
         finally:
             sel.close()
 
-    def _finish(self, job: Job) -> None:
+    def _finish(self, job: Job) -> list[Draft]:
+        """The event recording how `job` ended (its output committed first, if it succeeded)."""
         video = self.projector.videos[job.video_id]
         outcome = job.outcome
         code = job.proc.returncode
         if outcome is not None and outcome.ok:
-            self._commit(job, outcome)
-            return
+            self._commit(job)
+            return decide.outcome_drafts(video, outcome, self.policy, self.now())
         shutil.rmtree(job.workdir, ignore_errors=True)
         if outcome is not None and outcome.kind == "storage":
-            # The disk, not the video: record it interrupted (redone first) and stop until space is freed.
-            self.append([decide.interrupted_draft(video, f"storage: {outcome.error}")])
-            raise StorageError(f"a worker could not write: {outcome.error}")
+            # The disk, not the video: recorded interrupted (redone first); the caller stops the daemon.
+            return [decide.interrupted_draft(video, f"storage: {outcome.error}")]
         if job.timed_out:
             timeout = self.config.daemon.video_timeout
             outcome = Outcome(ok=False, kind="transient", error=f"timed out after {timeout:g} s")
         elif job.stop_reason is not None:
-            self.append([decide.interrupted_draft(video, job.stop_reason)])
-            return
+            return [decide.interrupted_draft(video, job.stop_reason)]
         elif outcome is None:
             how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
             outcome = Outcome(ok=False, kind="transient", error=f"worker process died ({how}) without a result")
-        self.append(decide.outcome_drafts(video, outcome, self.policy, self.now()))
+        return decide.outcome_drafts(video, outcome, self.policy, self.now())
 
-    def _commit(self, job: Job, outcome: Outcome) -> None:
-        """Output first (temp dir → fsync → rename), then the completed event."""
+    def _commit(self, job: Job) -> None:
+        """Commit the output (temp dir → fsync → rename into place); its event is appended by the caller.
+
+        A crash after the rename and before that append is settled at start-up by `decide.recover`."""
+        assert job.outcome is not None
         vid = job.video_id
         summary = {
             "video_id": vid,
             "started_seq": job.started_seq,
             "attempt": job.attempt,
-            "counts": outcome.counts,
-            "finished_at": decide.iso(self.now()),
+            "counts": job.outcome.counts,
+            "finished_at": format_ts(self.now()),
             "seconds": round(self.clock() - job.started, 3),
             "video": self.manifest.entries.get(vid, {}),
         }
@@ -607,10 +585,6 @@ class Daemon:
         except OSError as exc:
             raise StorageError(f"cannot commit output of {vid} to {target}: {exc.strerror or exc}") from exc
         self.failpoints.hit("after_output_rename")
-        self.append(decide.outcome_drafts(self.projector.videos[vid], outcome, self.policy, self.now()))
-        self.failpoints.hit("after_append")
-        if self.paths.trash.exists():
-            shutil.rmtree(self.paths.trash, ignore_errors=True)
 
     # -- timeouts and stopping --------------------------------------------------------------------
     def _enforce_deadlines(self, now: float) -> None:
@@ -837,7 +811,7 @@ class Daemon:
         )
         activity = {
             "pid": os.getpid(),
-            "updated_at": decide.iso(self.now()),
+            "updated_at": format_ts(self.now()),
             "stopping": self.stopping,
             "workers": self.config.daemon.workers,
             "running": {

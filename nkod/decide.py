@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from nkod.state import Projector, State, Status, Video, parse_ts
+from nkod.state import format_ts as iso
 
 Draft = dict[str, Any]
 
@@ -49,10 +50,6 @@ class Outcome:
     kind: str = "permanent"  # transient | permanent
     error: str = ""
     retry_after: float | None = None
-
-
-def iso(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def recover(state: State | Projector, committed: Mapping[str, Committed]) -> list[Draft]:

@@ -17,6 +17,7 @@ from typing import Any
 from nkod import codec
 from nkod.errors import LogCorruptError, LogVersionError, StorageError
 from nkod.fsutil import fsync_dir
+from nkod.state import format_ts
 
 CHUNK = 1 << 20
 
@@ -149,7 +150,7 @@ def line_ending_at(path: Path, offset: int) -> dict[str, Any] | None:
 
 
 def utc_now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_ts(datetime.now(UTC))
 
 
 class Failpoints:

@@ -84,7 +84,7 @@ def configure(log_format: str = "auto", stream: TextIO | None = None) -> str:
     structlog.configure(
         processors=processors,
         logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stdout),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=True,
     )
     return fmt
 

@@ -6,6 +6,7 @@ A bad line (not JSON, not UTF-8, too long, no or unsafe ``video_id``, no source,
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,7 @@ class Manifest:
 def parse(data: bytes, path: Path) -> Manifest:
     """Parse manifest bytes. A relative ``path`` is resolved against the manifest's directory."""
     manifest = Manifest(path=path)
-    base = path.parent
+    base = os.path.dirname(path)
     name = str(path)
     for number, raw in enumerate(data.split(b"\n"), start=1):
         line = raw.strip()
@@ -100,7 +101,7 @@ def parse(data: bytes, path: Path) -> Manifest:
             manifest.problems.append(Problem(name, number, f"duplicate video_id {vid!r} (first on line {first})"))
             continue
         if isinstance(source_path, str):
-            obj["path"] = str((base / source_path) if not Path(source_path).is_absolute() else Path(source_path))
+            obj["path"] = os.path.join(base, source_path)  # an absolute path stays as it is
         manifest.entries[vid] = obj
         manifest.lines[vid] = number
     return manifest

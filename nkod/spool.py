@@ -8,7 +8,6 @@ to ``requests/rejected/`` with the reason logged; it never stops the daemon.
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ class Request:
 def submit(spool: Path, type_: str, **body: Any) -> Path:
     """Drop a request file (nkoctl side). Returns its path."""
     spool.mkdir(parents=True, exist_ok=True)
-    name = f"{time.time_ns():020d}-{secrets.token_hex(4)}.json"
+    name = f"{time.time_ns():020d}-{os.urandom(4).hex()}.json"
     path = spool / name
     atomic_write(
         path,

@@ -97,6 +97,13 @@ class State:
         return sum(1 for v in self.videos.values() if v.status is status)
 
 
+def format_ts(dt: datetime) -> str:
+    """UTC time as the log writes it: 2026-11-26T15:00:00.000000Z (by hand: strftime costs 4 µs)."""
+    return (
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}.{dt.microsecond:06d}Z"
+    )
+
+
 def parse_ts(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
