@@ -9,6 +9,8 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nkod.pipeline.audio import HOP_SECONDS, decode_audio, extract_segments, hop_energy_db, plan_segments
 from nkod.pipeline.media import probe
@@ -128,3 +130,29 @@ def test_silero_vad_rejects_tones_and_noise(clip_mp4: Path, tmp_path: Path) -> N
     """The model VAD finds no speech in pure tones and white noise, where energy finds four bursts."""
     settings = SegmentSettings(vad="silero")
     assert extract_segments(clip_mp4, probe(clip_mp4), tmp_path, SCENE_STARTS, settings, _quiet) == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    voiced=st.lists(st.booleans(), min_size=0, max_size=3000),
+    cuts=st.lists(st.floats(min_value=0.01, max_value=30.0), max_size=5),
+    min_s=st.floats(min_value=0.0, max_value=2.0),
+    max_s=st.floats(min_value=2.0, max_value=12.0),
+    pad=st.floats(min_value=0.0, max_value=0.5),
+)
+def test_plan_invariants(voiced: list[bool], cuts: list[float], min_s: float, max_s: float, pad: float) -> None:
+    """Whatever the speech mask: segments are ordered, disjoint, inside the audio, within the length limits."""
+    mask = np.array(voiced, dtype=bool)
+    db = np.where(mask, -10.0, -80.0)
+    seg = SegmentSettings(min_seconds=min_s, max_seconds=max_s, padding_seconds=pad, min_silence_seconds=0.3)
+    plan = plan_segments(mask, db, sorted(cuts), seg)
+    end_of_audio = len(mask) * HOP_SECONDS
+    previous_end = 0.0
+    for start, end in plan:
+        assert previous_end <= start < end <= end_of_audio + 1e-9
+        length = end - start
+        assert length <= max_s + HOP_SECONDS / 2 + 2 * pad + 1e-6
+        assert length >= max(HOP_SECONDS, min_s - HOP_SECONDS / 2) - 1e-6
+        for cut in cuts:  # never straddles a scene boundary by more than the padding
+            assert not (start + pad + 1e-6 < cut < end - pad - 1e-6)
+        previous_end = end
