@@ -246,7 +246,14 @@ def download(url: str, outdir: Path, settings: PipelineSettings, report: Report)
             info = ydl.extract_info(url, download=True)
     except yt_dlp.utils.DownloadError as exc:
         _remove_partials(outdir)
-        raise classify_download_error(url, exc) from exc
+        error = classify_download_error(url, exc)
+        if "requested format is not available" in str(exc).lower():
+            error = PermanentError(
+                f"{error} (format {settings.download.format!r}; videos offered only as separate video and "
+                "audio streams need the ffmpeg binary to merge them: install ffmpeg and set "
+                '[pipeline.download] format = "bv*[height<=720]+ba/b")'
+            )
+        raise error from exc
     except (OSError, yt_dlp.utils.YoutubeDLError) as exc:
         _remove_partials(outdir)
         raise classify_download_error(url, exc) from exc

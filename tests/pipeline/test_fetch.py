@@ -196,3 +196,15 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert retry_after_seconds(later) == pytest.approx(90, abs=2)
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds(None) is None
+
+
+def test_unavailable_format_is_permanent_with_a_hint(
+    server: LocalServer, clip_mkv: Path, tmp_path: Path, make_report: MakeReport
+) -> None:
+    """A format selector nothing matches fails permanently and says how to get merged formats."""
+    server.routes["/v.mkv"] = Reply(200, clip_mkv.read_bytes(), {"Content-Type": "video/x-matroska"})
+    settings = parse_settings({"download": {"retries": 0, "format": "b[height>=2160]"}}, "test")
+    report, _ = make_report()
+    with pytest.raises(PermanentError, match="Requested format is not available") as info:
+        fetch(_url_entry(server, "/v.mkv"), tmp_path, settings, report)
+    assert "ffmpeg" in str(info.value) and "b[height>=2160]" in str(info.value)
