@@ -2,6 +2,7 @@
 """Benchmark the built-in pipeline: frames + audio extraction vs the ffmpeg CLI, and 2 workers vs 1.
 
     python bench/pipeline_bench.py [--minutes 10] [--repeat 3] [--clips 4] [--clip-seconds 60]
+                                   [--only all|extraction|throughput]
 
 1. Makes (once, cached in bench/results/) a 1280x720 30 fps H.264 clip with 44.1 kHz stereo AAC,
    scenes every 2-9 s and speech-like bursts between silences.
@@ -20,6 +21,7 @@ Prints a markdown table and writes it to bench/results/pipeline_bench.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import os
 import platform
@@ -119,6 +121,10 @@ def run_ffmpeg(ffmpeg: str, clip: Path) -> tuple[float, dict[str, Any]]:
         return elapsed, {"frames": len(list(frames.iterdir())), "audio_segments": len(list(audio.iterdir()))}
 
 
+def _throughput_with(clip: Path, jobs: int, settings: dict[str, Any], processes: int) -> float:
+    return throughput(clip, jobs, processes, settings)
+
+
 def _worker(job: tuple[str, dict[str, Any]]) -> float:
     return run_nkod(Path(job[0]), job[1])[0]
 
@@ -157,66 +163,79 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the median is reported")
     parser.add_argument("--clips", type=int, default=4, help="videos per run in the parallel test")
     parser.add_argument("--clip-seconds", type=float, default=60.0, help="length of those videos")
+    parser.add_argument("--only", choices=("all", "extraction", "throughput"), default="all")
     args = parser.parse_args(argv)
 
     ffmpeg = ensure_ffmpeg()
-    clip = cached_clip(args.minutes * 60)
-    short = cached_clip(args.clip_seconds)
     load_before = os.getloadavg()[0]
     lines = [
         f"Machine: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}, "
         f"PyAV {av.__version__} (libavcodec {'.'.join(map(str, av.library_versions['libavcodec']))}), "
         f"load average at start {load_before:.2f}",
         "",
-        f"### Extraction of a {args.minutes:g}-minute 1280x720 H.264 clip (median of {args.repeat})",
-        "",
-        "| extractor | seconds | frames | audio segments | x realtime |",
-        "|---|---:|---:|---:|---:|",
     ]
-    print("timing nkod...", flush=True)
-    nkod_s, nkod_counts = median_of(args.repeat, lambda: run_nkod(clip))
-    row = "| {} | {:.2f} | {} | {} | {:.0f}x |"
-    lines.append(
-        row.format("nkod pipeline (PyAV)", nkod_s, nkod_counts["frames"], nkod_counts["audio_segments"],
-                   args.minutes * 60 / nkod_s)
-    )  # fmt: skip
-    exact_s, exact_counts = median_of(args.repeat, lambda: run_nkod(clip, {"frames": {"skip_nonref": False}}))
-    lines.append(
-        row.format("nkod, every frame decoded (skip_nonref = false)", exact_s, exact_counts["frames"],
-                   exact_counts["audio_segments"], args.minutes * 60 / exact_s)
-    )  # fmt: skip
-    ratio_line = ""
-    if ffmpeg:
-        print("timing ffmpeg CLI...", flush=True)
-        ff_s, ff_counts = median_of(args.repeat, lambda: run_ffmpeg(ffmpeg, clip))
+    if args.only in ("all", "extraction"):
+        clip = cached_clip(args.minutes * 60)
+        lines += [
+            f"### Extraction of a {args.minutes:g}-minute 1280x720 H.264 clip (median of {args.repeat})",
+            "",
+            "| extractor | seconds | frames | audio segments | x realtime |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        print("timing nkod...", flush=True)
+        nkod_s, nkod_counts = median_of(args.repeat, lambda: run_nkod(clip))
+        row = "| {} | {:.2f} | {} | {} | {:.0f}x |"
         lines.append(
-            row.format("ffmpeg CLI (2 passes)", ff_s, ff_counts["frames"], ff_counts["audio_segments"],
-                       args.minutes * 60 / ff_s)
+            row.format("nkod pipeline (PyAV)", nkod_s, nkod_counts["frames"], nkod_counts["audio_segments"],
+                       args.minutes * 60 / nkod_s)
         )  # fmt: skip
-        ratio_line = (
-            f"nkod / ffmpeg time ratio: **{nkod_s / ff_s:.2f}x** with the defaults, "
-            f"{exact_s / ff_s:.2f}x decoding every frame like ffmpeg (target <= 1.2x)"
-        )
-    else:
-        lines.append("| ffmpeg CLI | skipped: ffmpeg not installed | | | |")
-    lines += ["", ratio_line, ""]
+        exact_s, exact_counts = median_of(args.repeat, lambda: run_nkod(clip, {"frames": {"skip_nonref": False}}))
+        lines.append(
+            row.format("nkod, every frame decoded (skip_nonref = false)", exact_s, exact_counts["frames"],
+                       exact_counts["audio_segments"], args.minutes * 60 / exact_s)
+        )  # fmt: skip
+        ratio_line = ""
+        if ffmpeg:
+            print("timing ffmpeg CLI...", flush=True)
+            ff_s, ff_counts = median_of(args.repeat, lambda: run_ffmpeg(ffmpeg, clip))
+            lines.append(
+                row.format("ffmpeg CLI (2 passes)", ff_s, ff_counts["frames"], ff_counts["audio_segments"],
+                           args.minutes * 60 / ff_s)
+            )  # fmt: skip
+            ratio_line = (
+                f"nkod / ffmpeg time ratio: **{nkod_s / ff_s:.2f}x** with the defaults, "
+                f"{exact_s / ff_s:.2f}x decoding every frame like ffmpeg (target <= 1.2x)"
+            )
+        else:
+            lines.append("| ffmpeg CLI | skipped: ffmpeg not installed | | | |")
+        lines += ["", ratio_line, ""]
 
-    lines += [
-        f"### Throughput: {args.clips} videos of {args.clip_seconds:g} s, 1 vs 2 worker processes",
-        "",
-        "| decoder threads | 1 process (videos/min) | 2 processes (videos/min) | speed-up |",
-        "|---|---:|---:|---:|",
-    ]
-    for label, settings in (("auto (default)", {}), ("1 per worker", {"frames": {"threads": 1}})):
-        print(f"timing 1 vs 2 processes, threads {label}...", flush=True)
-        one = throughput(short, args.clips, 1, settings)
-        two = throughput(short, args.clips, 2, settings)
-        lines.append(f"| {label} | {one:.1f} | {two:.1f} | {two / one:.2f}x |")
-    if ffmpeg:
-        print("timing the machine's own ceiling: ffmpeg decode, 1 vs 2 processes...", flush=True)
-        one = _ffmpeg_throughput(ffmpeg, short, args.clips, 1)
-        two = _ffmpeg_throughput(ffmpeg, short, args.clips, 2)
-        lines.append(f"| reference: `ffmpeg -threads 1` decode only | {one:.1f} | {two:.1f} | {two / one:.2f}x |")
+    if args.only in ("all", "throughput"):
+        short = cached_clip(args.clip_seconds)
+        lines += [
+            f"### Throughput: {args.clips} videos of {args.clip_seconds:g} s, 1 vs 2 worker processes "
+            f"(median of {args.repeat})",
+            "",
+            "| decoder threads | 1 process (videos/min) | 2 processes (videos/min) | speed-up |",
+            "|---|---:|---:|---:|",
+        ]
+
+        def paired(one_run: Callable[[int], float]) -> tuple[float, float]:
+            """Medians over `repeat` alternating 1-process / 2-process runs (load drifts between them)."""
+            ones, twos = [], []
+            for _ in range(args.repeat):
+                ones.append(one_run(1))
+                twos.append(one_run(2))
+            return statistics.median(ones), statistics.median(twos)
+
+        for label, settings in (("auto (default)", {}), ("1 per worker", {"frames": {"threads": 1}})):
+            print(f"timing 1 vs 2 processes, threads {label}...", flush=True)
+            one, two = paired(functools.partial(_throughput_with, short, args.clips, settings))
+            lines.append(f"| {label} | {one:.1f} | {two:.1f} | {two / one:.2f}x |")
+        if ffmpeg:
+            print("timing the machine's own ceiling: ffmpeg decode, 1 vs 2 processes...", flush=True)
+            one, two = paired(lambda n: _ffmpeg_throughput(ffmpeg, short, args.clips, n))
+            lines.append(f"| reference: `ffmpeg -threads 1` decode only | {one:.1f} | {two:.1f} | {two / one:.2f}x |")
     lines += ["", f"Load average at the end: {os.getloadavg()[0]:.2f} (other work on the machine skews the numbers)"]
     table = "\n".join(lines)
     print()
