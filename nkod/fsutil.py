@@ -44,13 +44,23 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o640) -> None:
     fsync_dir(path.parent)
 
 
-def fsync_tree(root: Path) -> None:
-    """fsync every file and directory under `root` (and `root` itself)."""
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+def fsync_tree(root: Path) -> int:
+    """fsync every file and directory under `root`, each directory after its entries (bottom-up).
+
+    Returns how many were synced. Symlinks are not followed.
+    """
+    count = 0
+    for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path):
+                continue
+            fd = os.open(path, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            count += 1
         fsync_dir(Path(dirpath))
+        count += 1
+    return count

@@ -8,7 +8,9 @@ A processor is any importable function::
 ``path`` is already resolved against the manifest's directory). Everything the processor writes into
 `workdir` becomes ``output/<video_id>/`` once it returns, committed atomically by the daemon. It returns
 counts: ``frames``, ``nko_detections``, ``audio_segments`` (missing ones count as 0; more keys allowed,
-numbers only). To fail it raises :class:`nkod.TransientError` or :class:`nkod.PermanentError`.
+numbers only; ``nko_detection_off: 1`` makes ``nkoctl status`` say detection was off for the video). The
+worker fsyncs everything in `workdir` after the processor returns. To fail it raises
+:class:`nkod.TransientError` or :class:`nkod.PermanentError`.
 """
 
 from __future__ import annotations

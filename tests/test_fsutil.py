@@ -29,8 +29,21 @@ def test_failed_atomic_write_keeps_the_old_file(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["d"]
 
 
-def test_fsync_tree_visits_nested_files(tmp_path: Path) -> None:
-    """fsync_tree walks every file and directory without error."""
-    (tmp_path / "a" / "b").mkdir(parents=True)
-    (tmp_path / "a" / "b" / "c.txt").write_text("x")
-    fsync_tree(tmp_path)
+def test_fsync_tree_syncs_every_file_and_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files and directories (including the root) are each fsynced once; symlinks are skipped."""
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "s.flac").write_bytes(b"y")
+    (tmp_path / "manifest.json").write_text("{}")
+    (tmp_path / "link").symlink_to(tmp_path / "manifest.json")
+    synced: list[int] = []
+    real = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    assert fsync_tree(tmp_path) == 6
+    assert len(synced) == 6

@@ -14,7 +14,6 @@ from nkod.pipeline.detectors import DetectorContext, FrameInput, make_detector
 from nkod.pipeline.detectors.captions import CaptionsDetector
 from nkod.pipeline.fetch import DOWNLOAD_DIR, fetch
 from nkod.pipeline.frames import extract_frames
-from nkod.pipeline.fsync import fsync_tree
 from nkod.pipeline.manifest import build_manifest, check_on_disk, write_manifest
 from nkod.pipeline.settings import effective_table, parse_settings
 from nkod.processor import Report
@@ -105,7 +104,6 @@ def _process(video: dict[str, Any], workdir: Path, report: Report) -> dict[str, 
     write_manifest(workdir, manifest)
     check_on_disk(workdir, manifest)
     report("manifest", frames=counts["frames"], audio_segments=counts["audio_segments"])
-    fsync_tree(workdir)
     return counts
 
 

@@ -91,7 +91,8 @@ class NoDetector:
         return [None for _ in frames]
 
     def stats(self) -> dict[str, int | float]:
-        return {}
+        # The engine's convention: nkoctl status then says detection is off, not "0 detections".
+        return {"nko_detection_off": 1}
 
     def notes(self) -> dict[str, Any]:
         return {}
