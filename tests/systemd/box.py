@@ -91,7 +91,7 @@ def _pip(venv: Path, *args: str) -> None:
 
 
 def build_venv(venv: Path = HOST_VENV) -> Path:
-    """nkod installed from this checkout into a venv of the system Python, as docs/systemd.md says.
+    """nkod installed from this checkout into a venv of the system Python, as the README's systemd section says.
 
     Dependencies are kept between sessions while pyproject.toml is unchanged; nkod itself is reinstalled
     from the checkout every time, so the service runs the code under test.

@@ -119,7 +119,7 @@ def test_start_returns_after_ready_and_status_text_shows_progress(nkod: Service)
     assert nkod.prop("NRestarts") == "0"  # the watchdog (4 s here) never fired on a working loop
     assert "Watchdog timeout" not in nkod.journal()
     mode = nkod.box.run("stat", "-c", "%a %U:%G", DATA).stdout.split()
-    assert mode == ["2770", "nkod:nkod"]  # StateDirectoryMode= and User=, as docs/systemd.md says
+    assert mode == ["2770", "nkod:nkod"]  # StateDirectoryMode= and User=, as the README's systemd section says
 
 
 def test_loaded_unit_with_the_test_dropin_keeps_its_exposure_in_the_box(nkod: Service) -> None:
