@@ -15,6 +15,7 @@ from typing import Any
 
 from nkod.errors import ConfigError
 from nkod.processor import BUILTIN_PROCESSOR
+from nkod.tomltable import Check, check_values, in_range, nonempty, one_of, parse_table
 
 LOG_FORMATS = ("auto", "console", "journal", "plain", "json")
 
@@ -38,23 +39,29 @@ class DaemonConfig:
     log_format: str = "auto"
 
     def validate(self, source: str) -> None:
-        def need(ok: bool, key: str, message: str) -> None:
-            if not ok:
-                raise ConfigError(source, f"daemon.{key}", message)
+        check_values(self, source, "daemon", DAEMON_CHECKS)
+        if self.backoff_max < self.backoff_initial:
+            raise ConfigError(source, "daemon.backoff_max", "must be >= backoff_initial")
 
-        need(1 <= self.workers <= 256, "workers", f"must be 1..256, got {self.workers}")
-        need(":" in self.processor, "processor", f"must be MODULE:FUNC, got {self.processor!r}")
-        need(bool(self.manifest), "manifest", "must not be empty")
-        need(1 <= self.max_attempts <= 100, "max_attempts", f"must be 1..100, got {self.max_attempts}")
-        need(self.backoff_initial >= 0, "backoff_initial", "must be >= 0")
-        need(self.backoff_factor >= 1, "backoff_factor", "must be >= 1")
-        need(self.backoff_max >= self.backoff_initial, "backoff_max", "must be >= backoff_initial")
-        need(self.video_timeout >= 0, "video_timeout", "must be >= 0 (0 = no timeout)")
-        need(self.stop_grace >= 0, "stop_grace", "must be >= 0")
-        need(self.snapshot_every >= 1, "snapshot_every", "must be >= 1")
-        need(self.views_interval > 0, "views_interval", "must be > 0")
-        need(self.rescan_interval > 0, "rescan_interval", "must be > 0")
-        need(self.log_format in LOG_FORMATS, "log_format", f"must be one of {', '.join(LOG_FORMATS)}")
+
+def _processor_spec(value: Any) -> str | None:
+    return None if ":" in value else f"must be MODULE:FUNC, got {value!r}"
+
+
+DAEMON_CHECKS: dict[str, Check] = {
+    "workers": in_range(1, 256),
+    "processor": _processor_spec,
+    "manifest": nonempty,
+    "max_attempts": in_range(1, 100),
+    "backoff_initial": in_range(0),
+    "backoff_factor": in_range(1),
+    "video_timeout": in_range(0),
+    "stop_grace": in_range(0),
+    "snapshot_every": in_range(1),
+    "views_interval": in_range(0, open_low=True),
+    "rescan_interval": in_range(0, open_low=True),
+    "log_format": one_of(LOG_FORMATS),
+}
 
 
 @dataclass(frozen=True)
@@ -64,25 +71,8 @@ class Config:
     source: str = "<defaults>"
 
 
-def _coerce(source: str, key: str, expected: type, value: object) -> object:
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, bool) and expected is not bool:
-        raise ConfigError(source, key, f"expected {expected.__name__}, got a boolean")
-    if not isinstance(value, expected):
-        raise ConfigError(source, key, f"expected {expected.__name__}, got {type(value).__name__} {value!r}")
-    return value
-
-
 def _daemon_from_table(table: Mapping[str, Any], source: str) -> DaemonConfig:
-    fields = {f.name: f for f in dataclasses.fields(DaemonConfig)}
-    kwargs: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in fields:
-            raise ConfigError(source, f"daemon.{key}", f"unknown key (known: {', '.join(sorted(fields))})")
-        expected = {"int": int, "float": float, "str": str}[str(fields[key].type)]
-        kwargs[key] = _coerce(source, f"daemon.{key}", expected, value)
-    config = DaemonConfig(**kwargs)
+    config: DaemonConfig = parse_table(DaemonConfig, table, source, "daemon", DAEMON_CHECKS)
     config.validate(source)
     return config
 

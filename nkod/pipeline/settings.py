@@ -15,12 +15,12 @@ Unknown keys and bad values raise :class:`nkod.errors.ConfigError` naming ``pipe
 from __future__ import annotations
 
 import dataclasses
-import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from nkod.errors import ConfigError
+from nkod.tomltable import Check, in_range, nonempty, one_of, parse_table
 
 DETECTORS = ("none", "vision-api", "captions")
 AUDIO_FORMATS = ("flac", "wav")
@@ -107,31 +107,6 @@ class PipelineSettings:
     captions: CaptionSettings = field(default_factory=CaptionSettings)
 
 
-Check = Callable[[Any], str | None]
-
-
-def _range(low: float | None = None, high: float | None = None, *, open_low: bool = False) -> Check:
-    def check(value: Any) -> str | None:
-        if low is not None and (value <= low if open_low else value < low):
-            return f"must be {'>' if open_low else '>='} {low}, got {value!r}"
-        if high is not None and value > high:
-            return f"must be <= {high}, got {value!r}"
-        return None
-
-    return check
-
-
-def _choice(options: tuple[str, ...]) -> Check:
-    def check(value: Any) -> str | None:
-        return None if value in options else f"must be one of {', '.join(options)}; got {value!r}"
-
-    return check
-
-
-def _nonempty(value: Any) -> str | None:
-    return None if value else "must not be empty"
-
-
 def _http_url(value: Any) -> str | None:
     if not str(value).startswith(("http://", "https://")):
         return f"must be an http:// or https:// URL, got {value!r}"
@@ -139,84 +114,43 @@ def _http_url(value: Any) -> str | None:
 
 
 _CHECKS: dict[str, Check] = {
-    "detector": _choice(DETECTORS),
-    "download.format": _nonempty,
-    "download.timeout": _range(0, open_low=True),
-    "download.retries": _range(0, 100),
-    "download.max_filesize_mb": _range(0),
-    "frames.scene_threshold": _range(0, 1, open_low=True),
-    "frames.min_scene_seconds": _range(0),
-    "frames.max_frames": _range(1, 100_000),
-    "frames.jpeg_quality": _range(1, 95),
-    "frames.max_width": _range(0),
-    "frames.analysis_width": _range(16, 4096),
-    "frames.threads": _range(0, 64),
-    "segments.sample_rate": _range(8000, 192_000),
-    "segments.format": _choice(AUDIO_FORMATS),
-    "segments.min_seconds": _range(0),
-    "segments.max_seconds": _range(0, open_low=True),
-    "segments.silence_threshold_db": _range(-120, 0),
-    "segments.min_silence_seconds": _range(0.02),
-    "segments.padding_seconds": _range(0, 5),
-    "segments.vad": _choice(VADS),
-    "segments.vad_threshold": _range(0, 1, open_low=True),
+    "detector": one_of(DETECTORS),
+    "download.format": nonempty,
+    "download.timeout": in_range(0, open_low=True),
+    "download.retries": in_range(0, 100),
+    "download.max_filesize_mb": in_range(0),
+    "frames.scene_threshold": in_range(0, 1, open_low=True),
+    "frames.min_scene_seconds": in_range(0),
+    "frames.max_frames": in_range(1, 100_000),
+    "frames.jpeg_quality": in_range(1, 95),
+    "frames.max_width": in_range(0),
+    "frames.analysis_width": in_range(16, 4096),
+    "frames.threads": in_range(0, 64),
+    "segments.sample_rate": in_range(8000, 192_000),
+    "segments.format": one_of(AUDIO_FORMATS),
+    "segments.min_seconds": in_range(0),
+    "segments.max_seconds": in_range(0, open_low=True),
+    "segments.silence_threshold_db": in_range(-120, 0),
+    "segments.min_silence_seconds": in_range(0.02),
+    "segments.padding_seconds": in_range(0, 5),
+    "segments.vad": one_of(VADS),
+    "segments.vad_threshold": in_range(0, 1, open_low=True),
     "vision_api.base_url": _http_url,
-    "vision_api.model": _nonempty,
-    "vision_api.price_per_call": _range(0),
-    "vision_api.timeout": _range(0, open_low=True),
-    "vision_api.max_retries": _range(0, 20),
-    "vision_api.max_retry_wait": _range(0),
-    "vision_api.max_image_width": _range(0),
-    "vision_api.max_tokens": _range(16, 100_000),
-    "vision_api.concurrency": _range(1, 64),
-    "vision_api.min_confidence": _range(0, 1),
+    "vision_api.model": nonempty,
+    "vision_api.price_per_call": in_range(0),
+    "vision_api.timeout": in_range(0, open_low=True),
+    "vision_api.max_retries": in_range(0, 20),
+    "vision_api.max_retry_wait": in_range(0),
+    "vision_api.max_image_width": in_range(0),
+    "vision_api.max_tokens": in_range(16, 100_000),
+    "vision_api.concurrency": in_range(1, 64),
+    "vision_api.min_confidence": in_range(0, 1),
 }
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(source: str, key: str, tp: Any, value: Any) -> Any:
-    """Check a TOML value against a field type; ints are accepted for floats, lists for tuples."""
-    if typing.get_origin(tp) is tuple:
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(source, key, f"expected a list of strings, got {value!r}")
-        return tuple(value)
-    if isinstance(value, bool) and tp is not bool:
-        raise ConfigError(source, key, f"expected {_type_name(tp)}, got a boolean")
-    if tp is float and isinstance(value, int):
-        return float(value)
-    if not isinstance(value, tp):
-        raise ConfigError(source, key, f"expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _parse_table(cls: type[Any], table: Mapping[str, Any], source: str, prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs: dict[str, Any] = {}
-    for key, value in table.items():
-        dotted = f"{prefix}.{key}" if prefix else key
-        if key not in hints:
-            raise ConfigError(source, f"pipeline.{dotted}", f"unknown key (known: {', '.join(names)})")
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            if not isinstance(value, Mapping):
-                raise ConfigError(source, f"pipeline.{dotted}", "must be a table")
-            kwargs[key] = _parse_table(tp, value, source, dotted)  # type: ignore[arg-type]
-            continue
-        kwargs[key] = _coerce(source, f"pipeline.{dotted}", tp, value)
-        check = _CHECKS.get(dotted)
-        problem = check(kwargs[key]) if check else None
-        if problem:
-            raise ConfigError(source, f"pipeline.{dotted}", problem)
-    return cls(**kwargs)
 
 
 def parse_settings(table: Mapping[str, Any], source: str) -> PipelineSettings:
     """The ``[pipeline]`` table as settings; a ConfigError naming the key for anything wrong."""
-    settings: PipelineSettings = _parse_table(PipelineSettings, table, source, "")
+    settings: PipelineSettings = parse_table(PipelineSettings, table, source, "pipeline", _CHECKS)
     seg = settings.segments
     if seg.min_seconds > seg.max_seconds:
         raise ConfigError(source, "pipeline.segments.min_seconds", "must be <= segments.max_seconds")
