@@ -276,8 +276,8 @@ def test_single_worker_finished_video_is_reaped_without_waiting_for_the_loop_tim
             started[e["video_id"]] = e["ts"]
         elif e["type"] == "video_completed":
             spans.append(seconds_between(started[e["video_id"]], e["ts"]))
-    # A worker is a fresh python (~0.1-0.2 s here); the bug adds a full 0.5 s select timeout on top.
-    assert median(spans) < 0.45, spans
+    # A worker is a fresh python (~0.1-0.3 s here); with the bug every span was that plus the 0.5 s timeout.
+    assert median(spans) < 0.5, spans
 
 
 # -- live changes under kills: manifest growth and retry requests ----------------------------------------
