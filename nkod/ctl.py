@@ -18,6 +18,7 @@ import orjson
 
 from nkod import codec, decide, eventlog, lock, snapshot, spool, views
 from nkod.errors import LogCorruptError, LogError, RequestError
+from nkod.fsutil import fsync_dir, fsync_file
 from nkod.manifest import id_problem
 from nkod.manifest import load as load_manifest
 from nkod.paths import Paths
@@ -510,6 +511,8 @@ class Fsck:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         backup = path.with_name(f"{path.name}.bak-{stamp}")
         shutil.copy2(path, backup)
+        fsync_file(backup)
+        fsync_dir(path.parent)  # the backup exists before the log is touched
         # Keep every good event in order, renumbered so seq is contiguous again, and say what was dropped.
         events = []
         for seq, e in enumerate(good, start=1):
@@ -537,6 +540,7 @@ class Fsck:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
         self.paths.snapshot.unlink(missing_ok=True)  # offsets changed: rebuilt at the next start
         self.console.print(
             f"repaired {path}: kept {len(good)} events, dropped {len(bad)} damaged line(s)"

@@ -127,6 +127,8 @@ class Daemon:
         self._views_cost = 0.0
         self._last_rescan = 0.0
         self._last_extend = 0.0
+        self._log_damage: str | None = None  # found by the verifier thread in the part a snapshot covers
+        self._verifier: threading.Thread | None = None
         self.exit_code = EXIT_OK
 
     # -- policy from config ---------------------------------------------------------------------
@@ -264,6 +266,13 @@ class Daemon:
             return EXIT_STORAGE
         if self.install_signals:
             self._install_signal_handlers()
+        if replay.snapshot_offset:
+            # Start-up trusted the snapshot for the log's head; check those lines too, off the main loop,
+            # so damage there stops the daemon just as a full replay would have refused to start.
+            self._verifier = threading.Thread(
+                target=self._verify_head, args=(replay.snapshot_offset,), name="nkod-verify", daemon=True
+            )
+            self._verifier.start()
         watcher = threading.Thread(target=self._watch, name="nkod-watch", daemon=True)
         watcher.start()
         try:
@@ -276,6 +285,19 @@ class Daemon:
             self._watch_stop.set()
         self._shutdown()
         return self.exit_code
+
+    def _verify_head(self, end_offset: int) -> None:
+        """Verifier thread: check every line the snapshot covers (checksum, seq, version); only reads."""
+        result = eventlog.ScanResult()
+        try:
+            for _event in eventlog.scan(self.paths.log, result=result):
+                if result.end_offset >= end_offset:
+                    break
+        except LogError as exc:
+            self._log_damage = str(exc)
+            self._wake()
+            return
+        self.log.info("log_verified", lines=result.lines, bytes=result.end_offset)
 
     def _committed_for_running(self) -> dict[str, Committed]:
         found: dict[str, Committed] = {}
@@ -344,6 +366,11 @@ class Daemon:
     def _loop(self) -> None:
         while True:
             now = self.clock()
+            if self._log_damage is not None and self.exit_code != EXIT_LOG:
+                self.log.error("log_unreadable", error=self._log_damage, hint="nkoctl fsck")
+                self.exit_code = EXIT_LOG
+                self._stop_reason = "damaged log"
+                self._signals = max(self._signals, 1)
             if self._signals and not self.stopping:
                 self._begin_stop(now)
             if self._signals >= 2 and any(j.stop_reason is None or j.kill_at is None for j in self.jobs.values()):
@@ -638,6 +665,11 @@ class Daemon:
         self.stopping = True
 
     def _shutdown(self) -> None:
+        if self._verifier is not None:  # a short run (--once) still learns what the verifier finds
+            self._verifier.join()
+            if self._log_damage is not None and self.exit_code != EXIT_LOG:
+                self.log.error("log_unreadable", error=self._log_damage, hint="nkoctl fsck")
+                self.exit_code = EXIT_LOG
         reason = self._stop_reason or "stopped"
         try:
             if self.exit_code != EXIT_STORAGE:

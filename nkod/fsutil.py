@@ -16,6 +16,14 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o640) -> None:
     """Write `data` to `path` so that a reader or a crash sees the old file or the new, never half.
 
@@ -55,11 +63,7 @@ def fsync_tree(root: Path) -> int:
             path = os.path.join(dirpath, name)
             if os.path.islink(path):
                 continue
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(Path(path))
             count += 1
         fsync_dir(Path(dirpath))
         count += 1

@@ -148,6 +148,7 @@ class Replay:
     snapshot_used: bool
     snapshot_problem: str | None
     tail_events: int
+    snapshot_offset: int = 0  # the log's head the snapshot stood in for (0: none used)
 
 
 def replay(data_log: Path, snapshot_path: Path, use_snapshot: bool = True) -> Replay:
@@ -168,4 +169,4 @@ def replay(data_log: Path, snapshot_path: Path, use_snapshot: bool = True) -> Re
         projector.apply(event)
         count += 1
     projector.offset = result.end_offset
-    return Replay(projector, result, base is not None, loaded.problem, count)
+    return Replay(projector, result, base is not None, loaded.problem, count, base.offset if base else 0)

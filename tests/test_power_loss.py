@@ -202,9 +202,9 @@ def test_damage_in_the_middle_stops_nkod_and_fsck_repairs_with_backup(golden: Da
     assert assert_status_works(d)["completed"] == len(IDS)
 
 
-def test_damage_under_the_snapshot_is_found_by_fsck_while_nkod_runs_on(golden: DataDir, tmp_path: Path) -> None:
-    """Bit rot in lines a good snapshot already covers: nkod starts from the snapshot (it never rereads them),
-    and `nkoctl fsck`, which reads every line, names the damage and repairs it."""
+def test_damage_under_the_snapshot_stops_nkod_and_fsck_repairs_it(golden: DataDir, tmp_path: Path) -> None:
+    """Bit rot in lines a good snapshot already covers: nkod starts from the snapshot, its verifier finds the
+    damage in the head and it exits 4 naming the line, as a full replay would; `nkoctl fsck` repairs it."""
     d = _copy(golden, tmp_path)
     data = d.log.read_bytes()
     starts = _line_starts(data)
@@ -212,7 +212,7 @@ def test_damage_under_the_snapshot_is_found_by_fsck_while_nkod_runs_on(golden: D
     pos = starts[line - 1] + 12
     d.log.write_bytes(data[:pos] + (b"X" if data[pos : pos + 1] != b"X" else b"Y") + data[pos + 1 :])
     r = d.run()
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.returncode == 4 and f"line {line} (byte offset {starts[line - 1]})" in r.stdout, r.stdout + r.stderr
     fsck = d.ctl("fsck")
     assert fsck.returncode == 4 and f"line {line} (byte offset {starts[line - 1]})" in fsck.stderr, fsck.stderr
     assert d.ctl("fsck", "--repair").returncode == 0
