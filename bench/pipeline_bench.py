@@ -74,11 +74,11 @@ def cached_clip(seconds: float) -> Path:
     return path
 
 
-def _report(settings: dict[str, Any], cache: Path) -> Report:
-    return Report(lambda message: None, settings=settings, cache_dir=cache, attempt=1)
+def _report(settings: dict[str, Any], cache: Path, workers: int = 1) -> Report:
+    return Report(lambda message: None, settings=settings, cache_dir=cache, attempt=1, workers=workers)
 
 
-def run_nkod(clip: Path, settings: dict[str, Any] | None = None) -> tuple[float, dict[str, Any]]:
+def run_nkod(clip: Path, settings: dict[str, Any] | None = None, workers: int = 1) -> tuple[float, dict[str, Any]]:
     """One full process() run in a fresh work dir; seconds and counts."""
     with tempfile.TemporaryDirectory(prefix="nkod-bench-") as tmp:
         workdir = Path(tmp) / "work"
@@ -86,7 +86,7 @@ def run_nkod(clip: Path, settings: dict[str, Any] | None = None) -> tuple[float,
         cache = Path(tmp) / "cache"
         cache.mkdir()
         t = time.perf_counter()
-        counts = process({"video_id": "bench", "path": str(clip)}, workdir, _report(settings or {}, cache))
+        counts = process({"video_id": "bench", "path": str(clip)}, workdir, _report(settings or {}, cache, workers))
         return time.perf_counter() - t, dict(counts)
 
 
@@ -125,8 +125,8 @@ def _throughput_with(clip: Path, jobs: int, settings: dict[str, Any], processes:
     return throughput(clip, jobs, processes, settings)
 
 
-def _worker(job: tuple[str, dict[str, Any]]) -> float:
-    return run_nkod(Path(job[0]), job[1])[0]
+def _worker(job: tuple[str, dict[str, Any], int]) -> float:
+    return run_nkod(Path(job[0]), job[1], job[2])[0]
 
 
 def throughput(clip: Path, jobs: int, processes: int, settings: dict[str, Any]) -> float:
@@ -134,7 +134,8 @@ def throughput(clip: Path, jobs: int, processes: int, settings: dict[str, Any]) 
     ctx = multiprocessing.get_context("fork")
     t = time.perf_counter()
     with ctx.Pool(processes) as pool:
-        pool.map(_worker, [(str(clip), settings)] * jobs, chunksize=1)
+        # Each process is one of `processes` daemon workers: the auto decoder-thread count shares the CPUs.
+        pool.map(_worker, [(str(clip), settings, processes)] * jobs, chunksize=1)
     return jobs / (time.perf_counter() - t) * 60
 
 

@@ -450,6 +450,7 @@ class Daemon:
             "processor": self.config.daemon.processor,
             "settings": dict(self.config.pipeline),
             "attempt": event["attempt"],
+            "workers": self.config.daemon.workers,
             "msg_fd": w,
             "parent_pid": os.getpid(),
         }

@@ -39,6 +39,7 @@ class Report:
     - ``settings``: the ``[pipeline]`` table of the config (a plain dict);
     - ``cache_dir``: a directory shared by all workers and kept across runs (write atomically);
     - ``attempt``: 1 for the first try of this video, 2 for the first retry, ...
+    - ``workers``: how many videos the daemon runs at once (to share the CPUs fairly).
     """
 
     def __init__(
@@ -48,8 +49,10 @@ class Report:
         settings: Mapping[str, Any],
         cache_dir: Path,
         attempt: int,
+        workers: int = 1,
     ) -> None:
         self._sink = sink
+        self.workers = workers
         self.settings: dict[str, Any] = dict(settings)
         self.cache_dir = cache_dir
         self.attempt = attempt

@@ -60,6 +60,7 @@ def run(job: dict[str, Any], out: IO[bytes]) -> None:
         settings=job.get("settings") or {},
         cache_dir=Path(job["cache_dir"]),
         attempt=job["attempt"],
+        workers=job.get("workers", 1),
     )
     try:
         processor = load_processor(job["processor"])

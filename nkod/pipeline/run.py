@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import os
 import shutil
 import time
 from pathlib import Path
@@ -19,6 +21,15 @@ from nkod.pipeline.settings import effective_table, parse_settings
 from nkod.processor import Report
 
 SUBTITLES_DIR = "subtitles"
+
+
+def decoder_threads(workers: int, cpus: int | None = None) -> int:
+    """Decoder threads for one worker when ``frames.threads = 0``: the CPUs shared among the workers.
+
+    One worker gets every CPU; as many workers as CPUs get one each (frame threading in each of them
+    would only fight over the same cores: 1.10x instead of 1.87x for 2 workers on 2 CPUs).
+    """
+    return max(1, (cpus or os.cpu_count() or 1) // max(1, workers))
 
 
 def process(video: dict[str, Any], workdir: Path, report: Report) -> dict[str, int | float]:
@@ -48,7 +59,10 @@ def _process(video: dict[str, Any], workdir: Path, report: Report) -> dict[str, 
     subtitle_files = _keep_subtitles(fetched.subtitle_files, workdir)
 
     report("frames", done=0)
-    frames = extract_frames(fetched.path, fetched.info, workdir, settings.frames, report)
+    frame_settings = settings.frames
+    if frame_settings.threads == 0:  # auto: share the CPUs among the daemon's workers (see the benchmark)
+        frame_settings = dataclasses.replace(frame_settings, threads=decoder_threads(report.workers))
+    frames = extract_frames(fetched.path, fetched.info, workdir, frame_settings, report)
 
     report("detect", done=0, total=len(frames.frames))
     context = DetectorContext(fetched.path, subtitle_files, report.cache_dir, report)

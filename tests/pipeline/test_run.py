@@ -11,6 +11,7 @@ import pytest
 
 from nkod.errors import PermanentError, TransientError
 from nkod.pipeline import process
+from nkod.pipeline.run import decoder_threads
 from nkod.processor import Report, normalise_counts
 from tests.pipeline.conftest import CUTS, LocalServer, Reply
 from tests.pipeline.test_vision_api import GOOD, completion
@@ -170,3 +171,9 @@ def test_full_disk_is_transient(
     report, _ = make_report({"audio": False})
     with pytest.raises(TransientError, match=r"no space left .*manifest\.json"):
         process({"video_id": "v", "path": str(clip_mp4)}, _workdir(tmp_path), report)
+
+
+@pytest.mark.parametrize(("workers", "cpus", "threads"), [(1, 2, 2), (2, 2, 1), (3, 2, 1), (2, 8, 4), (1, 1, 1)])
+def test_auto_threads_divide_cpus_among_workers(workers: int, cpus: int, threads: int) -> None:
+    """One worker gets every CPU; as many workers as CPUs get one thread each; never fewer than one."""
+    assert decoder_threads(workers, cpus) == threads
