@@ -229,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
                 twos.append(one_run(2))
             return statistics.median(ones), statistics.median(twos)
 
-        for label, settings in (("auto (default)", {}), ("1 per worker", {"frames": {"threads": 1}})):
+        for label, settings in (
+            ("1 per worker (default)", {}),
+            ("auto: CPUs / workers (`threads = 0`)", {"frames": {"threads": 0}}),
+        ):
             print(f"timing 1 vs 2 processes, threads {label}...", flush=True)
             one, two = paired(functools.partial(_throughput_with, short, args.clips, settings))
             lines.append(f"| {label} | {one:.1f} | {two:.1f} | {two / one:.2f}x |")

@@ -60,7 +60,7 @@ def _process(video: dict[str, Any], workdir: Path, report: Report) -> dict[str, 
 
     report("frames", done=0)
     frame_settings = settings.frames
-    if frame_settings.threads == 0:  # auto: share the CPUs among the daemon's workers (see the benchmark)
+    if frame_settings.threads == 0:  # auto: share the CPUs among the daemon's workers
         frame_settings = dataclasses.replace(frame_settings, threads=decoder_threads(report.workers))
     frames = extract_frames(fetched.path, fetched.info, workdir, frame_settings, report)
 

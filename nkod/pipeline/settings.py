@@ -49,7 +49,7 @@ class FrameSettings:
     max_width: int = 0
     analysis_width: int = 192
     skip_nonref: bool = True
-    threads: int = 0
+    threads: int = 1  # per worker; 0 = the CPUs divided among the daemon's workers (README: Benchmark)
 
 
 @dataclass(frozen=True)
