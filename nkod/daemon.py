@@ -309,9 +309,13 @@ class Daemon:
         return found
 
     def _clean_work(self) -> None:
-        """Work dirs left by a previous daemon belong to attempts now recorded interrupted: remove."""
+        """Work dirs left by a previous daemon belong to attempts now recorded interrupted: remove.
+        So do the temp files of derived writes it was making (never renamed, so never read)."""
         for entry in self.paths.work.iterdir():
             shutil.rmtree(entry, ignore_errors=True)
+        for folder in (self.paths.root, self.paths.checkpoints):  # not requests/: nkoctl may be writing
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
 
     # -- signals and wake-ups -------------------------------------------------------------------------
     def _install_signal_handlers(self) -> None:

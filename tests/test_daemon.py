@@ -188,11 +188,14 @@ def test_kill_in_the_commit_path_never_loses_or_repeats(tmp_path: Path, failpoin
 
 
 def test_kill_mid_snapshot_leaves_the_old_snapshot_usable(d: DataDir) -> None:
-    """A crash while writing the snapshot never damages state: the next start replays fine."""
+    """A crash while writing the snapshot never damages state: the next start replays fine and removes
+    the half-written temp file."""
     d.manifest(videos(2))
     assert d.run(NKOD_FAILPOINT="mid_snapshot").returncode == -9
+    assert list(d.root.glob(".*.tmp"))
     assert d.run().returncode == 0
     assert d.completed_count() == {"v01": 1, "v02": 1}
+    assert not list(d.root.glob(".*.tmp"))
 
 
 def test_manifest_problems_name_file_and_line_and_cost_nothing(d: DataDir) -> None:
