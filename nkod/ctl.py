@@ -445,26 +445,36 @@ class Fsck:
         if not path.exists():
             self.console.print(f"{path}: no log yet; nothing to check")
             return 0
-        good, bad, torn_at = self._classify(path)
-        if not bad and torn_at is None:
+        # --repair takes the daemon's lock before reading, so no append can slip in between.
+        fd = Ctl(self.paths.root, self.console)._take_lock("fsck --repair") if repair else -1
+        try:
+            return self._check(path, repair)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def _check(self, path: Path, repair: bool) -> int:
+        good, bad, gaps, torn_at = self._classify(path)
+        if not bad and not gaps and torn_at is None:
             self.console.print(f"{path}: OK, {len(good)} events, seq 1..{len(good)}")
             return 0
         for line_no, offset, reason, raw in bad:
             self.console.print(f"{path}: line {line_no} (byte offset {offset}): {reason}", highlight=False)
             self.console.print(f"    {raw[:200]!r}", highlight=False)
+        for line_no, offset, reason in gaps:
+            self.console.print(f"{path}: line {line_no} (byte offset {offset}): {reason}", highlight=False)
         if torn_at is not None:
             self.console.print(f"{path}: torn tail from byte {torn_at} (a write cut by a crash or power loss)")
         if not repair:
             self.console.print("run `nkoctl fsck --repair` (with nkod stopped) to repair; a backup is kept")
             return EXIT_LOG
-        fd = Ctl(self.paths.root, self.console)._take_lock("fsck --repair")
-        try:
-            return self._repair(path, good, bad, torn_at)
-        finally:
-            os.close(fd)
+        return self._repair(path, good, bad, gaps, torn_at)
 
-    def _classify(self, path: Path) -> tuple[list[dict[str, Any]], list[tuple[int, int, str, bytes]], int | None]:
-        """Good events, damaged lines (line, offset, reason, bytes) and where a torn tail starts."""
+    def _classify(
+        self, path: Path
+    ) -> tuple[list[dict[str, Any]], list[tuple[int, int, str, bytes]], list[tuple[int, int, str]], int | None]:
+        """Good events; damaged or repeated lines to drop (line, offset, reason, bytes); seq gaps, whose
+        events are kept (line, offset, reason); and where a torn tail starts."""
         data = path.read_bytes()
         good: list[dict[str, Any]] = []
         bad: list[tuple[int, int, str, bytes]] = []
@@ -484,6 +494,7 @@ class Fsck:
                 decoded.append((number, offset, raw, None, str(exc)))
             offset += len(raw) + 1
         torn_at: int | None = None
+        gaps: list[tuple[int, int, str]] = []
         expect = 1
         for number, off, raw, maybe, reason in decoded:
             if maybe is None:
@@ -493,19 +504,23 @@ class Fsck:
                     bad.append((number, off, reason, raw))
                 continue
             e = maybe
-            if e["seq"] != expect:
-                bad.append((number, off, f"seq {e['seq']} where {expect} was expected", raw))
+            if e["seq"] < expect:  # a repeated or out-of-order line: dropped
+                bad.append((number, off, f"seq {e['seq']} again (expected {expect})", raw))
+                continue
+            if e["seq"] > expect:  # lines are missing before this one: it is kept
+                gaps.append((number, off, f"seq jumps from {expect - 1} to {e['seq']} (lines missing)"))
             expect = e["seq"] + 1
             good.append(e)
         if last:
             torn_at = offset if torn_at is None else torn_at
-        return good, bad, torn_at
+        return good, bad, gaps, torn_at
 
     def _repair(
         self,
         path: Path,
         good: list[dict[str, Any]],
         bad: list[tuple[int, int, str, bytes]],
+        gaps: list[tuple[int, int, str]],
         torn_at: int | None,
     ) -> int:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -514,11 +529,12 @@ class Fsck:
         fsync_file(backup)
         fsync_dir(path.parent)  # the backup exists before the log is touched
         # Keep every good event in order, renumbered so seq is contiguous again, and say what was dropped.
+        # orig_seq keeps the number an output's summary.json may name (video_started), across repairs.
         events = []
         for seq, e in enumerate(good, start=1):
-            e = {k: v for k, v in e.items()}
+            e = dict(e)
             if e["seq"] != seq:
-                e["orig_seq"] = e["seq"]
+                e.setdefault("orig_seq", e["seq"])
             e["seq"] = seq
             events.append(e)
         dropped = [{"line": n, "offset": off, "reason": reason} for n, off, reason, _raw in bad]
@@ -529,6 +545,7 @@ class Fsck:
                 "ts": format_ts(datetime.now(UTC)),
                 "type": "log_repaired",
                 "dropped": dropped,
+                "gaps": [{"line": n, "offset": off, "reason": reason} for n, off, reason in gaps],
                 "torn_at": torn_at,
                 "backup": backup.name,
             }

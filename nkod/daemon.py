@@ -39,12 +39,14 @@ from nkod.fsutil import atomic_write, fsync_dir
 from nkod.logs import get as get_logger
 from nkod.notify import Notifier
 from nkod.paths import Paths
+from nkod.processor import load_processor
 from nkod.state import Projector, Status, format_ts
 
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_LOCKED = 3
 EXIT_LOG = 4
+EXIT_CRASH = 1  # an unexpected error in nkod itself (what was running is recorded interrupted)
 EXIT_STORAGE = 75  # EX_TEMPFAIL: systemd restarts us later, by which time space may be free
 TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a worker being stopped
 
@@ -127,6 +129,7 @@ class Daemon:
         self._views_cost = 0.0
         self._last_rescan = 0.0
         self._last_extend = 0.0
+        self._aborted = False
         self._log_damage: str | None = None  # found by the verifier thread in the part a snapshot covers
         self._verifier: threading.Thread | None = None
         self.exit_code = EXIT_OK
@@ -190,6 +193,8 @@ class Daemon:
 
     def _run_locked(self) -> int:
         t0 = self.clock()
+        if self.install_signals:  # first: they only set flags, and a SIGHUP must never kill us
+            self._install_signal_handlers()
         try:
             replay = snapshot.replay(self.paths.log, self.paths.snapshot)
         except LogError as exc:
@@ -200,7 +205,11 @@ class Daemon:
         self.projector = replay.projector
         torn = replay.scan.torn
         if torn is not None:
-            kept = eventlog.truncate_torn(self.paths.log, torn)
+            try:
+                kept = eventlog.truncate_torn(self.paths.log, torn)
+            except OSError as exc:
+                self.log.error("storage_failed", error=f"cannot cut the torn tail of {self.paths.log}: {exc}")
+                return EXIT_STORAGE
             self.log.warning(
                 "log_torn_tail",
                 line=torn.line,
@@ -264,8 +273,6 @@ class Daemon:
         except StorageError as exc:
             self.log.error("storage_failed", error=str(exc))
             return EXIT_STORAGE
-        if self.install_signals:
-            self._install_signal_handlers()
         if replay.snapshot_offset:
             # Start-up trusted the snapshot for the log's head; check those lines too, off the main loop,
             # so damage there stops the daemon just as a full replay would have refused to start.
@@ -277,10 +284,14 @@ class Daemon:
         watcher.start()
         try:
             self._loop()
-        except StorageError as exc:
+        except (StorageError, OSError) as exc:  # the disk or the system refused: stop cleanly, retry later
             self.log.error("storage_failed", error=str(exc), hint="free space or make the data dir writable")
             self._abort_jobs("storage failure: " + str(exc))
             self.exit_code = EXIT_STORAGE
+        except Exception as exc:  # a bug: record what was running, then stop (systemd restarts us)
+            self.log.exception("daemon_failed", error=f"{type(exc).__name__}: {exc}")
+            self._abort_jobs(f"daemon error: {type(exc).__name__}")
+            self.exit_code = EXIT_CRASH
         finally:
             self._watch_stop.set()
         self._shutdown()
@@ -377,7 +388,7 @@ class Daemon:
                 self._signals = max(self._signals, 1)
             if self._signals and not self.stopping:
                 self._begin_stop(now)
-            if self._signals >= 2 and any(j.stop_reason is None or j.kill_at is None for j in self.jobs.values()):
+            if self._signals >= 2 and self.jobs and not self._aborted:
                 self._abort_jobs(f"stopped at once (second {self._stop_reason})")
             if self._reload:
                 self._reload = False
@@ -468,6 +479,7 @@ class Daemon:
                 pass_fds=(w,),
                 env=env,
                 cwd=str(workdir),
+                process_group=0,  # a terminal's Ctrl+C goes to the daemon only, which drains
             )
         except OSError as exc:  # no process could be made (fds, memory): a transient failure of this video
             os.close(r)
@@ -658,6 +670,7 @@ class Daemon:
 
     def _abort_jobs(self, reason: str) -> None:
         """Stop every worker now and wait for each, so each is recorded before we exit."""
+        self._aborted = True
         for job in self.jobs.values():
             job.stop_reason = job.stop_reason or reason
             job.kill_at = self.clock()
@@ -665,8 +678,11 @@ class Daemon:
                 job.proc.kill()
         for job in list(self.jobs.values()):
             job.proc.wait()
-        with contextlib.suppress(StorageError):
+        try:
             self._reap_jobs()
+        except StorageError as exc:
+            self.log.error("storage_failed", error=str(exc))
+            self.exit_code = EXIT_STORAGE
         self.stopping = True
 
     def _shutdown(self) -> None:
@@ -679,7 +695,10 @@ class Daemon:
         try:
             if self.exit_code != EXIT_STORAGE:
                 self.append([{"type": "daemon_stopped", "reason": reason, "exit_code": self.exit_code}])
-                self._write_snapshot()
+                if self.exit_code == EXIT_LOG:  # the next start must meet the damage before any work
+                    self.paths.snapshot.unlink(missing_ok=True)
+                else:
+                    self._write_snapshot()
                 self._write_views(force=True)
         except (StorageError, OSError) as exc:
             self.log.error("storage_failed", error=str(exc))
@@ -696,6 +715,7 @@ class Daemon:
 
         try:
             fresh = with_overrides(load_config(self.config_path), **self.overrides)
+            load_processor(fresh.daemon.processor)  # a bad one would fail every remaining video
         except ConfigError as exc:
             self.log.error("config_reload_failed", error=str(exc), kept=self.config.source)
             return

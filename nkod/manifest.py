@@ -115,4 +115,8 @@ def load(path: Path) -> Manifest:
         m = Manifest(path=path)
         m.problems.append(Problem(str(path), 0, "manifest file does not exist"))
         return m
+    except OSError as exc:  # unreadable (permissions, a directory): a problem to report, not a crash
+        m = Manifest(path=path)
+        m.problems.append(Problem(str(path), 0, f"cannot read the manifest: {exc.strerror or exc}"))
+        return m
     return parse(data, path)

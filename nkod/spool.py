@@ -103,6 +103,6 @@ def reject(req_path: Path, reason: str) -> Path:
     rejected = req_path.parent / "rejected"
     rejected.mkdir(exist_ok=True)
     target = rejected / req_path.name
+    (rejected / (req_path.name + ".reason.txt")).write_text(reason + "\n")  # before: nkoctl reads it then
     os.replace(req_path, target)
-    (rejected / (req_path.name + ".reason.txt")).write_text(reason + "\n")
     return target

@@ -239,7 +239,7 @@ def _mutate_video_started(p: Projector, e: Event) -> None:
             status=Status.RUNNING,
             starts=v.starts + 1,
             attempt=e["attempt"],
-            started_seq=e["seq"],
+            started_seq=e.get("orig_seq", e["seq"]),  # fsck --repair renumbers; outputs name the original
             started_at=e["ts"],
             not_before=None,
         )
