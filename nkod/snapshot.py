@@ -47,7 +47,7 @@ def state_to_doc(state: State | Projector) -> dict[str, Any]:
                 row[short] = dict(value) if name == "counts" else value
         videos.append(row)
     s = state.session
-    return {
+    doc: dict[str, Any] = {
         "seq": state.seq,
         "offset": state.offset,
         "log_id": state.log_id,
@@ -59,6 +59,13 @@ def state_to_doc(state: State | Projector) -> dict[str, Any]:
         "manifest_problems": list(state.manifest_problems),
         "videos": videos,
     }
+    # The runnable order (absent when nothing is runnable, and in snapshots older than it).
+    redo, queue = (state.redo, state.queue) if isinstance(state, Projector) else (state.redo_order, state.queue_order)
+    if redo:
+        doc["redo"] = list(redo)
+    if queue:
+        doc["queue"] = list(queue)
+    return doc
 
 
 def _video_from_row(row: dict[str, Any]) -> Video:
@@ -92,6 +99,8 @@ def state_from_doc(doc: dict[str, Any]) -> State:
         completed_by_nkod=doc["completed_by_nkod"],
         session=Session(active_seconds=s["active_seconds"], open_since=s["open_since"], pid=s["pid"]),
         manifest_problems=tuple(doc["manifest_problems"]),
+        redo_order=tuple(doc.get("redo", ())),
+        queue_order=tuple(doc.get("queue", ())),
     )
 
 

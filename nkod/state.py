@@ -89,6 +89,10 @@ class State:
     completed_by_nkod: int = 0  # completions in this log not from import (for the rate)
     session: Session = Session()
     manifest_problems: tuple[Mapping[str, Any], ...] = ()
+    # The order videos became runnable (interrupted ones, pending ones): part of the meaning, since it is
+    # the order they run in; kept here so a state rebuilt from a snapshot runs them in the same order.
+    redo_order: tuple[str, ...] = ()
+    queue_order: tuple[str, ...] = ()
 
     def by_status(self, status: Status) -> list[Video]:
         return [v for v in self.videos.values() if v.status is status]
@@ -127,18 +131,22 @@ class Projector:
         self.completed_by_nkod = s.completed_by_nkod
         self.session = s.session
         self.manifest_problems = s.manifest_problems
-        # Derived indexes, rebuilt not stored, so the daemon never scans every video per decision:
-        # interrupted videos (redone first) and pending ones, each in the order they became runnable;
-        # and how many videos are in each status.
-        self.redo: dict[str, None] = {}
-        self.queue: dict[str, None] = {}
+        # Indexes so the daemon never scans every video per decision: interrupted videos (redone first)
+        # and pending ones, each in the order they became runnable; and how many are in each status.
+        self.redo: dict[str, None] = dict.fromkeys(
+            vid for vid in s.redo_order if vid in s.videos and s.videos[vid].status is Status.INTERRUPTED
+        )
+        self.queue: dict[str, None] = dict.fromkeys(
+            vid for vid in s.queue_order if vid in s.videos and s.videos[vid].status is Status.PENDING
+        )
         self.status_counts: dict[Status, int] = dict.fromkeys(Status, 0)
         for vid, v in s.videos.items():
             self.status_counts[v.status] += 1
+            # A state without the order (a snapshot older than it): what remains goes in video order.
             if v.status is Status.INTERRUPTED:
-                self.redo[vid] = None
+                self.redo.setdefault(vid, None)
             elif v.status is Status.PENDING:
-                self.queue[vid] = None
+                self.queue.setdefault(vid, None)
 
     # -- reading ------------------------------------------------------------------------------
     def state(self) -> State:
@@ -153,6 +161,8 @@ class Projector:
             completed_by_nkod=self.completed_by_nkod,
             session=self.session,
             manifest_problems=self.manifest_problems,
+            redo_order=tuple(self.redo),
+            queue_order=tuple(self.queue),
         )
 
     # -- the fold -----------------------------------------------------------------------------

@@ -115,7 +115,8 @@ def test_next_runnable_skips_backoff_and_missing_sources() -> None:
     p = Projector(s)
     assert decide.next_runnable(p, dict.fromkeys("ac"), NOW, 5) == ["c"]
     later = datetime(2026, 1, 1, 12, 6, tzinfo=UTC)
-    assert decide.next_runnable(p, dict.fromkeys("abc"), later, 5) == ["a", "b", "c"]
+    # once due, the retried video runs after those that waited since they were added
+    assert decide.next_runnable(p, dict.fromkeys("abc"), later, 5) == ["b", "c", "a"]
 
 
 def test_plan_lists_every_video_with_a_reason() -> None:
