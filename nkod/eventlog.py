@@ -20,6 +20,7 @@ from nkod.fsutil import fsync_dir
 from nkod.state import format_ts
 
 CHUNK = 1 << 20
+MAX_LINE_LOOKBACK = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -130,19 +131,24 @@ def line_ending_at(path: Path, offset: int) -> dict[str, Any] | None:
     """The event whose line ends exactly at `offset` (to check a snapshot still matches the log)."""
     if offset <= 0:
         return None
-    try:
-        with open(path, "rb") as f:
-            start = max(0, offset - 65536)
-            f.seek(start)
-            data = f.read(offset - start)
-    except OSError:
-        return None
-    if len(data) != offset - start or not data.endswith(b"\n"):
-        return None
-    body = data[:-1]
-    nl = body.rfind(b"\n")
-    if nl < 0 and start > 0:
-        return None
+    window = 65536
+    while True:  # widen until the line's start is inside (a videos_added line can be megabytes)
+        try:
+            with open(path, "rb") as f:
+                start = max(0, offset - window)
+                f.seek(start)
+                data = f.read(offset - start)
+        except OSError:
+            return None
+        if len(data) != offset - start or not data.endswith(b"\n"):
+            return None
+        body = data[:-1]
+        nl = body.rfind(b"\n")
+        if nl >= 0 or start == 0:
+            break
+        if window >= MAX_LINE_LOOKBACK:
+            return None
+        window *= 4
     try:
         return codec.decode(body[nl + 1 :])
     except codec.LineError:

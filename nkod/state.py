@@ -174,7 +174,9 @@ class Projector:
         if mutate is not None:  # an unknown type of the same version changes nothing
             mutate(self, event)
         self.seq = seq
-        self.last_ts = event["ts"]
+        if not (event["type"] == "log_repaired" and "backup" in event):
+            # nkoctl fsck's repair note is not the daemon's word: it must not stretch a session's time
+            self.last_ts = event["ts"]
 
     def apply_all(self, events: Iterable[Event]) -> None:
         for event in events:

@@ -129,3 +129,12 @@ def test_line_ending_at_finds_the_event_before_an_offset(tmp_path: Path) -> None
     found = eventlog.line_ending_at(log, off)
     assert found is not None and found["seq"] == 2
     assert eventlog.line_ending_at(log, off - 3) is None
+
+
+def test_line_ending_at_finds_a_line_longer_than_the_first_window(tmp_path: Path) -> None:
+    """A huge line (a videos_added of many ids) is still found, so its snapshot stays usable."""
+    log = tmp_path / "events.jsonl"
+    big = codec.encode({"v": 1, "seq": 1, "ts": "t", "type": "videos_added", "video_ids": ["x" * 60] * 5000})
+    log.write_bytes(big)
+    found = eventlog.line_ending_at(log, len(big))
+    assert found is not None and found["seq"] == 1 and len(big) > 65536

@@ -253,3 +253,20 @@ def test_run_order_survives_a_snapshot(log: list[dict[str, Any]], cut: int) -> N
     whole = Projector()
     whole.apply_all(log)
     assert (list(p.redo), list(p.queue)) == (list(whole.redo), list(whole.queue))
+
+
+def test_fsck_repair_note_does_not_stretch_elapsed_time() -> None:
+    """A log_repaired written by nkoctl fsck long after a crash does not count as daemon time."""
+    s = fold(
+        stamp(
+            [
+                {"type": "log_created", "log_id": "L"},
+                {"type": "daemon_started", "pid": 1},
+                {"type": "videos_added", "video_ids": ["a"]},  # +10 s, then the daemon died
+                {"type": "log_repaired", "dropped": [], "backup": "events.jsonl.bak-x"},  # a day later
+                {"type": "daemon_started", "pid": 2},
+            ],
+            gaps=[1, 1, 10, 86400, 1],
+        )
+    )
+    assert s.session.active_seconds == pytest.approx(10.0)
