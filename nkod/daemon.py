@@ -333,6 +333,14 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGHUP, self._on_reload_signal)
+        from nkod import _early_signals  # signals that came while we were starting: act on them now
+
+        while _early_signals.PENDING:
+            signum = _early_signals.PENDING.pop(0)
+            if signum == signal.SIGHUP:
+                self._on_reload_signal(signum, None)
+            else:
+                self._on_stop_signal(signum, None)
 
     def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals += 1

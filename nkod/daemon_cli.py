@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
-import faulthandler
-import os
-import sys
-from pathlib import Path
+from nkod import _early_signals
 
-from nkod import __version__
-from nkod.config import load_config, render_toml, with_overrides
-from nkod.errors import ConfigError
-from nkod.logs import configure as configure_logging
-from nkod.logs import get as get_logger
-from nkod.processor import BUILTIN_PROCESSOR
+_early_signals.install()  # before the heavier imports below: a stop during start-up is remembered
+
+import argparse  # noqa: E402
+import faulthandler  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from nkod import __version__  # noqa: E402
+from nkod.config import load_config, render_toml, with_overrides  # noqa: E402
+from nkod.errors import ConfigError  # noqa: E402
+from nkod.logs import configure as configure_logging  # noqa: E402
+from nkod.logs import get as get_logger  # noqa: E402
+from nkod.processor import BUILTIN_PROCESSOR  # noqa: E402
 
 
 def default_data_dir() -> Path:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from nkod import eventlog, snapshot
-from tests.helpers import DataDir, kill9
+from tests.helpers import DataDir, kill9, wait_for
 from tests.torture_helpers import (
     LONG,
     assert_finished_exactly_once,
@@ -339,6 +339,8 @@ def test_kill9_storm_with_manifest_growth_and_retry_requests_completes_everythin
             fix_and_retry()  # with the daemon down: queued, applied when it starts
     # Calm: fix everything and let it finish.
     proc = d.start()
+    # Up (lock held) before the final stop, as systemd's stop follows a finished start.
+    wait_for(lambda: bool(assert_status_works(d)["daemon_running"]), timeout=30, what="nkod to be up")
     try:
         for _ in range(20):
             fix_and_retry()
