@@ -94,12 +94,6 @@ class State:
     redo_order: tuple[str, ...] = ()
     queue_order: tuple[str, ...] = ()
 
-    def by_status(self, status: Status) -> list[Video]:
-        return [v for v in self.videos.values() if v.status is status]
-
-    def count(self, status: Status) -> int:
-        return sum(1 for v in self.videos.values() if v.status is status)
-
 
 def format_ts(dt: datetime) -> str:
     """UTC time as the log writes it: 2026-11-26T15:00:00.000000Z (by hand: strftime costs 4 µs)."""
@@ -348,7 +342,6 @@ def _mutate_manifest_checked(p: Projector, e: Event) -> None:
 
 
 _MUTATORS = {name.removeprefix("_mutate_"): fn for name, fn in list(globals().items()) if name.startswith("_mutate_")}
-EVENT_TYPES = frozenset(_MUTATORS) | {"request_rejected", "log_repaired", "config_reloaded"}
 
 
 def apply(state: State, event: Event) -> State:
