@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--processor", metavar="MODULE:FUNC", help=f"processor to run (default {BUILTIN_PROCESSOR})")
     p.add_argument("--log-format", choices=("auto", "console", "journal", "plain", "json"))
     p.add_argument("--print-config", action="store_true", help="print the effective config as TOML and exit")
+    p.add_argument(
+        "--check-config",
+        action="store_true",
+        help="check the config file (and the processor it names) and exit: 0 if good, 2 naming the file and key if"
+        " not (the systemd unit's ExecReload= runs this first, so a bad file makes `systemctl reload` fail)",
+    )
     p.add_argument("--version", action="version", version=f"nkod {__version__}")
     return p
 
@@ -61,6 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"nkod: config error: {exc}", file=sys.stderr)
         return 2
+    if args.check_config:
+        from nkod.processor import load_processor
+
+        try:
+            load_processor(config.daemon.processor)
+        except ConfigError as exc:
+            print(f"nkod: config error: {exc}", file=sys.stderr)
+            return 2
+        print(f"nkod: config OK ({config.source})")
+        return 0
     if args.print_config:
         pipeline = None
         if config.daemon.processor == BUILTIN_PROCESSOR:

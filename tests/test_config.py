@@ -104,3 +104,32 @@ def test_nkod_refuses_a_bad_config_with_exit_2(tmp_path: Path) -> None:
     )
     assert r.returncode == 2 and "daemon.max_attempts" in r.stderr
     assert not (tmp_path / "d").exists()
+
+
+def _check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [binary("nkod"), "--check-config", "--config", str(path)], capture_output=True, text=True, env=env(), timeout=60
+    )
+
+
+def test_check_config_accepts_a_good_file_with_exit_0(tmp_path: Path) -> None:
+    """`nkod --check-config` on a good file says OK, names it, and exits 0 (what ExecReload= runs first)."""
+    path = write(tmp_path, "[daemon]\nworkers = 2\n")
+    r = _check_config(path)
+    assert r.returncode == 0, r.stderr
+    assert "config OK" in r.stdout and str(path) in r.stdout
+
+
+def test_check_config_refuses_a_bad_value_with_exit_2_naming_file_and_key(tmp_path: Path) -> None:
+    """A bad value: exit 2, the message names the file and the dotted key, and no data dir is touched."""
+    path = write(tmp_path, "[daemon]\nworkers = 0\n")
+    r = _check_config(path)
+    assert r.returncode == 2
+    assert str(path) in r.stderr and "daemon.workers" in r.stderr
+
+
+def test_check_config_refuses_a_processor_that_cannot_be_imported(tmp_path: Path) -> None:
+    """A processor that does not import is a config error too: a reload with it would fail every video."""
+    path = write(tmp_path, '[daemon]\nprocessor = "no_such_module_xyz:process"\n')
+    r = _check_config(path)
+    assert r.returncode == 2 and "no_such_module_xyz" in r.stderr
