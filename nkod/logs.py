@@ -1,22 +1,35 @@
-"""Logging through structlog: one line per event on stdout.
+"""Logging through structlog: one line per event.
 
-- under journald (``$JOURNAL_STREAM`` names our stdout): ``<N>`` syslog priority prefixes, no timestamp
-  (the journal has its own);
-- on a terminal: structlog's coloured console renderer;
+- under journald (``$JOURNAL_STREAM`` names our stdout): each event is sent through the journal's native
+  protocol (the datagram socket, ``systemd.journal-fields(7)``) with structured fields — ``EVENT=``,
+  ``VIDEO_ID=``, ``SEQ=``, ``ATTEMPT=``, ``ERROR=`` — so ``journalctl -u nkod VIDEO_ID=…`` works; when the
+  socket cannot be reached, ``<N>`` syslog-priority lines on stdout instead (no timestamp: the journal has
+  its own);
+- on a terminal: structlog's coloured console renderer (no colours when ``$NO_COLOR`` is set);
 - otherwise: ``timestamp level event key=value`` lines; or JSON lines with ``log_format = "json"``.
+
+Logging never stops the daemon: a closed stdout (``nkod | tee`` ended by the same Ctrl+C) or a full disk
+under a redirected stdout moves the lines to stderr, then drops them. The event log is the record.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import struct
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, TextIO
 
 import orjson
 import structlog
 
 PRIORITY = {"debug": 7, "info": 6, "notice": 5, "warning": 4, "error": 3, "critical": 2, "exception": 3}
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+SYSLOG_IDENTIFIER = "nkod"
+# Event keys that become journal fields of their own (journalctl -u nkod VIDEO_ID=...).
+JOURNAL_FIELDS = {"video_id": "VIDEO_ID", "seq": "SEQ", "attempt": "ATTEMPT", "error": "ERROR"}
 
 
 def stdout_is_journal(stream: TextIO | None = None) -> bool:
@@ -49,12 +62,115 @@ def journal_renderer(_logger: Any, method: str, event_dict: MutableMapping[str, 
     return f"<{PRIORITY.get(level, 6)}>{event}" + (f" {rest}" if rest else "")
 
 
+def journal_fields_renderer(_logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
+    """The journal record for an event: MESSAGE as the ``<N>`` line has it, plus structured fields.
+
+    Returns the logger's keyword arguments: ``fields`` for the native protocol, ``line`` as the fallback."""
+    fields: dict[str, str] = {}
+    for key, name in JOURNAL_FIELDS.items():
+        value = event_dict.get(key)
+        if value is not None and not isinstance(value, dict | list):
+            fields[name] = str(value)
+    event = str(event_dict.get("event", ""))
+    line = journal_renderer(_logger, method, event_dict)
+    priority, _, message = line[1:].partition(">")
+    fields = {
+        "MESSAGE": message,
+        "PRIORITY": priority,
+        "SYSLOG_IDENTIFIER": SYSLOG_IDENTIFIER,
+        "EVENT": event,
+        **fields,
+    }
+    return {"line": line, "fields": fields}
+
+
+def encode_journal_fields(fields: Mapping[str, str]) -> bytes:
+    """The native protocol's datagram: ``KEY=value\\n``, or ``KEY\\n<u64 length>value\\n`` for values with
+    a newline (binary-safe form)."""
+    out = bytearray()
+    for key, value in fields.items():
+        data = value.encode("utf-8", "replace")
+        if b"\n" in data:
+            out += key.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
+        else:
+            out += key.encode() + b"=" + data + b"\n"
+    return bytes(out)
+
+
+class JournalSocket:
+    """A connected datagram socket to journald; ``send`` says whether the record got there."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            self.sock.connect(path)
+        except OSError:
+            self.sock.close()
+            raise
+
+    def send(self, fields: Mapping[str, str]) -> bool:
+        try:
+            self.sock.send(encode_journal_fields(fields))
+        except OSError:  # journald gone or restarting, or a record too big for a datagram
+            return False
+        return True
+
+
 def plain_renderer(_logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
     ts = event_dict.pop("timestamp", "")
     level = event_dict.pop("level", method)
     event = event_dict.pop("event", "")
     rest = _kv(event_dict)
     return f"{ts} {level:<7} {event}" + (f" {rest}" if rest else "")
+
+
+class SafeOutput:
+    """Line output that never raises: when a write fails (EPIPE from a reader that went away, EIO from a
+    lost terminal, ENOSPC under a redirect) the lines go to stderr instead, and past that nowhere."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.streams = [stream]
+        if stream is sys.stdout and sys.stderr is not None:
+            self.streams.append(sys.stderr)
+
+    def write_line(self, line: str) -> None:
+        while self.streams:
+            stream = self.streams[0]
+            try:
+                stream.write(line + "\n")
+                stream.flush()
+                return
+            except (OSError, ValueError):
+                self.streams.pop(0)
+                _silence(stream)
+
+
+def _silence(stream: TextIO) -> None:
+    """Point a dead standard stream at /dev/null, so neither we nor the interpreter's exit flush fails again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        fd = stream.fileno()
+        if fd in (1, 2):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
+    with contextlib.suppress(OSError, ValueError):
+        stream.flush()
+
+
+class Logger:
+    """structlog's final logger: a rendered line to a :class:`SafeOutput`, or a journal record."""
+
+    def __init__(self, output: SafeOutput, journal: JournalSocket | None = None) -> None:
+        self.output = output
+        self.journal = journal
+
+    def _emit(self, message: str | None = None, *, line: str = "", fields: Mapping[str, str] | None = None) -> None:
+        if fields is not None and self.journal is not None and self.journal.send(fields):
+            return
+        self.output.write_line(message if message is not None else line)
+
+    msg = debug = info = warning = warn = error = err = critical = fatal = exception = failure = _emit
 
 
 def resolve_format(requested: str, stream: TextIO | None = None) -> str:
@@ -65,25 +181,39 @@ def resolve_format(requested: str, stream: TextIO | None = None) -> str:
     return "console" if (stream or sys.stdout).isatty() else "plain"
 
 
+def _journal_socket() -> JournalSocket | None:
+    path = os.environ.get("NKOD_JOURNAL_SOCKET") or JOURNAL_SOCKET  # the variable is for tests
+    try:
+        return JournalSocket(path)
+    except OSError:
+        return None
+
+
 def configure(log_format: str = "auto", stream: TextIO | None = None) -> str:
     """Set structlog up for `log_format`; returns the format used."""
     fmt = resolve_format(log_format, stream)
     processors: list[Any] = [structlog.processors.add_log_level]
+    journal: JournalSocket | None = None
     if fmt != "journal":
         processors.append(structlog.processors.TimeStamper(fmt="iso", utc=True))
+    if fmt != "console":  # the console renderer formats exceptions itself
+        processors.append(structlog.processors.format_exc_info)
     if fmt == "journal":
-        processors.append(journal_renderer)
+        journal = _journal_socket() if stdout_is_journal(stream) else None
+        processors.append(journal_fields_renderer if journal is not None else journal_renderer)
     elif fmt == "console":
-        processors.append(structlog.dev.ConsoleRenderer())
+        processors.append(structlog.dev.ConsoleRenderer(colors=not os.environ.get("NO_COLOR")))  # no-color.org
     elif fmt == "json":
         processors.append(
             structlog.processors.JSONRenderer(serializer=lambda o, **_: orjson.dumps(o, default=str).decode())
         )
     else:
         processors.append(plain_renderer)
+    output = SafeOutput(stream or sys.stdout)
+    logger = Logger(output, journal)
     structlog.configure(
         processors=processors,
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stdout),
+        logger_factory=lambda *_args: logger,
         cache_logger_on_first_use=True,
     )
     return fmt

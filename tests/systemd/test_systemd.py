@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -256,6 +257,31 @@ def test_journal_carries_the_daemons_lines_with_syslog_priorities(nkod: Service)
         assert r["SYSLOG_IDENTIFIER"] == "nkod"
     failed = next(str(r["MESSAGE"]) for r in mine if str(r["MESSAGE"]).startswith("video_failed"))
     assert "video_id=gone" in failed and "unavailable" in failed
+
+
+def test_journal_records_carry_fields_that_journalctl_can_match(nkod: Service) -> None:
+    """Each event is a native journal record: `journalctl -u nkod VIDEO_ID=…` finds that video's lines, with
+    EVENT=, SEQ= (the log's seq), ATTEMPT= and ERROR= fields."""
+    vid = "gone-fields"  # used by no other test: the query below runs without a cursor
+    nkod.set_manifest([{"video_id": "fine", "sleep": 0.1}, {"video_id": vid, "fail": "permanent"}])
+    nkod.systemctl("start", "nkod.service")
+    nkod.wait_all_completed(["fine"])
+    nkod.wait_for("the failure in the log", lambda: nkod.of_type("video_failed", vid))
+
+    def records() -> list[dict[str, Any]]:
+        # as an operator types it; no --after-cursor (journalctl skips the first match after a cursor)
+        out = nkod.box.run("journalctl", "--no-pager", "-o", "json", "-u", "nkod", f"VIDEO_ID={vid}").stdout
+        return [orjson.loads(line) for line in out.splitlines() if line.strip()]
+
+    nkod.wait_for("the failure in the journal", lambda: any(r.get("EVENT") == "video_failed" for r in records()))
+    found = records()
+    assert found and all(r["VIDEO_ID"] == vid for r in found)
+    assert {"video_started", "video_failed"} <= {r["EVENT"] for r in found}
+    failed = next(r for r in found if r["EVENT"] == "video_failed")
+    logged = nkod.of_type("video_failed", vid)[0]
+    assert failed["SEQ"] == str(logged["seq"]) and failed["ATTEMPT"] == "1"
+    assert failed["ERROR"] == logged["error"] and failed["PRIORITY"] == "3"
+    assert failed["SYSLOG_IDENTIFIER"] == "nkod" and failed["_SYSTEMD_UNIT"] == "nkod.service"
 
 
 def test_reload_rereads_the_config_and_loses_nothing(nkod: Service) -> None:
