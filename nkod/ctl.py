@@ -116,7 +116,9 @@ class Ctl:
     def status_doc(self, projector: Projector | None = None) -> dict[str, Any]:
         p = projector or self.load()
         pid = self.daemon_pid()
-        return views.status_doc(p, datetime.now(UTC), pid, self.activity() if pid else None)
+        activity = self.activity() if pid else None
+        session = views.live_session_seconds(activity, pid, time.monotonic())
+        return views.status_doc(p, datetime.now(UTC), pid, activity, session)
 
     # -- commands ------------------------------------------------------------------------------
     def status(self, as_json: bool, watch: bool, interval: float) -> int:
@@ -198,7 +200,11 @@ class Ctl:
         others = [r for r in rows if r.action != "run"]
         rows = runs + [decide.PlanRow(v, "run", "new in the manifest") for v in new] + others
         if as_json:
-            doc = [{"video_id": r.video_id, "action": r.action, "reason": r.reason} for r in rows]
+            doc = [
+                {"video_id": r.video_id, "action": r.action, "reason": r.reason}
+                | ({} if r.wait_seconds is None else {"wait_seconds": r.wait_seconds})
+                for r in rows
+            ]
             sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
             return 0
         from rich.table import Table
@@ -235,6 +241,7 @@ class Ctl:
             "error",
             "error_kind",
             "not_before",
+            "retry_delay",
             "started_at",
             "completed_at",
             "failed_at",

@@ -40,7 +40,7 @@ from nkod.logs import get as get_logger
 from nkod.notify import Notifier
 from nkod.paths import Paths
 from nkod.processor import load_processor
-from nkod.state import Projector, Status, format_ts
+from nkod.state import Projector, Status, Video, format_ts
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -132,6 +132,12 @@ class Daemon:
         self._aborted = False
         self._log_damage: str | None = None  # found by the verifier thread in the part a snapshot covers
         self._verifier: threading.Thread | None = None
+        # Monotonic time (self.clock) when this daemon's session began: the events it appends carry
+        # `session_seconds` measured from here, so a wall clock stepped back loses no session time.
+        self._session_t0: float | None = None
+        # Per video in backoff: (its not_before, the monotonic time it may start). Waits are measured on
+        # the monotonic clock once seen, so a wall-clock step cannot stretch them (see decide.retry_wait).
+        self._retry_due: dict[str, tuple[str, float]] = {}
         self.exit_code = EXIT_OK
 
     # -- policy from config ---------------------------------------------------------------------
@@ -144,17 +150,27 @@ class Daemon:
     def append(self, drafts: list[Draft]) -> list[dict[str, Any]]:
         """Make drafts durable, then fold them in. Only after this returns may they be acted on."""
         assert self.writer is not None
+        if self._session_t0 is not None and drafts:
+            secs = self.session_seconds()
+            drafts = [{**d, "session_seconds": secs} for d in drafts]
         events = self.writer.append(drafts, format_ts(self.now()))
         for event in events:
             self.projector.apply(event)
             self._log_event(event)
+            if event["type"] == "video_retry_scheduled":  # its wait starts now, on the monotonic clock
+                self._retry_due.pop(event["video_id"], None)
+                self._retry_is_due(self.projector.videos[event["video_id"]], self.clock())
         self.projector.offset = self.writer.offset
         self._events_since_snapshot += len(events)
         return events
 
+    def session_seconds(self) -> float:
+        """How long this daemon has been up, on the monotonic clock (0 before its daemon_started)."""
+        return 0.0 if self._session_t0 is None else round(self.clock() - self._session_t0, 3)
+
     def _log_event(self, e: dict[str, Any]) -> None:
         kind = e["type"]
-        fields = {k: v for k, v in e.items() if k not in ("v", "ts", "type")}
+        fields = {k: v for k, v in e.items() if k not in ("v", "ts", "type", "session_seconds")}
         if kind == "video_failed":
             self.log.error(kind, **fields)
         elif kind in ("video_retry_scheduled", "video_interrupted", "request_rejected", "log_repaired"):
@@ -223,6 +239,7 @@ class Daemon:
             self.writer = eventlog.LogWriter(self.paths.log, replay.scan.last_seq + 1, self.failpoints)
             if self.projector.seq == 0:
                 self.append([{"type": "log_created", "log_id": os.urandom(8).hex(), "nkod_version": __version__}])
+            session_t0 = self.clock()
             self.append(
                 [
                     {
@@ -238,6 +255,7 @@ class Daemon:
                     }
                 ]
             )
+            self._session_t0 = session_t0
             if torn is not None:
                 self.append(
                     [
@@ -450,9 +468,14 @@ class Daemon:
         if free <= 0:
             return
         # Running videos are in neither index, so what next_runnable returns is never already running.
-        picks = decide.next_runnable(self.projector, self.manifest.entries, self.now(), free)
+        mono = self.clock()
+        picks = decide.next_runnable(
+            self.projector, self.manifest.entries, self.now(), free, lambda v: self._retry_is_due(v, mono)
+        )
         if not picks:
             return
+        for vid in picks:
+            self._retry_due.pop(vid, None)
         for vid in picks:
             workdir = self.paths.work / vid
             if workdir.exists():
@@ -461,6 +484,19 @@ class Daemon:
         # Group commit: every start of this pass in one append, one fsync.
         for event in self.append([decide.start_draft(self.projector.videos[vid]) for vid in picks]):
             self._spawn(event["video_id"], event)
+
+    def _retry_is_due(self, video: Video, mono: float) -> bool:
+        """May `video` start, as far as its backoff goes? The first time a wait is seen, its end is fixed on
+        the monotonic clock: what is left of it on the wall clock, at most the delay it was scheduled with
+        and backoff_max (decide.retry_wait). A wall clock stepped back later cannot hold it longer."""
+        if video.not_before is None:
+            return True
+        anchor = self._retry_due.get(video.video_id)
+        if anchor is None or anchor[0] != video.not_before:
+            wait = decide.retry_wait(video, self.now(), self.policy.backoff_max)
+            anchor = (video.not_before, mono + wait)
+            self._retry_due[video.video_id] = anchor
+        return mono >= anchor[1]
 
     def _spawn(self, vid: str, event: dict[str, Any]) -> None:
         """Start the worker for a video whose video_started is durable."""
@@ -864,7 +900,8 @@ class Daemon:
 
     def _write_view_files(self) -> None:
         p = self.projector
-        elapsed = views.elapsed_seconds(p, self.now(), daemon_running=True)
+        session = self.session_seconds()
+        elapsed = views.elapsed_seconds(p, self.now(), daemon_running=True, session_seconds=session)
         opt = orjson.OPT_INDENT_2
         atomic_write(
             self.paths.checkpoints / "extraction_checkpoint.json",
@@ -877,6 +914,10 @@ class Daemon:
         activity = {
             "pid": os.getpid(),
             "updated_at": format_ts(self.now()),
+            # This session's length, and the monotonic clock it was read at: nkoctl adds what passed since
+            # on the same (system-wide) monotonic clock, so a wall-clock step does not change elapsed time.
+            "session_seconds": session,
+            "monotonic": round(self.clock(), 3),
             "stopping": self.stopping,
             "workers": self.config.daemon.workers,
             "running": {

@@ -6,7 +6,8 @@ a worker said) and returns *drafts*: events without ``v``/``seq``/``ts``, which 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -139,13 +140,36 @@ def interrupted_draft(video: Video, reason: str) -> Draft:
 
 
 def is_due(video: Video, now: datetime) -> bool:
+    """Has the backoff's `not_before` passed on the wall clock? (See `retry_wait` for a clock that stepped back.)"""
     return video.not_before is None or parse_ts(video.not_before) <= now
 
 
-def next_runnable(projector: Projector, available: Mapping[str, Any], now: datetime, limit: int) -> list[str]:
+def retry_wait(video: Video, now: datetime, max_wait: float = math.inf) -> float:
+    """Seconds `video` must still wait out its backoff, judged at `now`: what is left until `not_before`,
+    but never more than the delay it was scheduled with, nor `max_wait` (the policy's backoff_max).
+
+    More than that left means the wall clock stepped back since the retry was scheduled (or the clock that
+    wrote it ran fast): the wait is then the whole delay again, from now, instead of the step's length.
+    """
+    if video.not_before is None:
+        return 0.0
+    left = (parse_ts(video.not_before) - now).total_seconds()
+    bound = max_wait if video.retry_delay is None else min(video.retry_delay, max_wait)
+    return max(0.0, min(left, bound))
+
+
+def next_runnable(
+    projector: Projector,
+    available: Mapping[str, Any],
+    now: datetime,
+    limit: int,
+    due: Callable[[Video], bool] | None = None,
+) -> list[str]:
     """Up to `limit` ids to start now: interrupted first, then pending in the order they became runnable.
 
     `available` holds the ids the manifest currently describes (a video must have a source to run).
+    `due` says whether a video waiting out a backoff may start (default: its `not_before` passed at `now`;
+    the daemon passes its own, which measures the wait on the monotonic clock, see `retry_wait`).
     Stops at `limit`: the cost is the videos looked at, not the videos known.
     """
     chosen: list[str] = []
@@ -156,8 +180,11 @@ def next_runnable(projector: Projector, available: Mapping[str, Any], now: datet
             chosen.append(vid)
             if len(chosen) >= limit:
                 return chosen
+    if due is None:
+        due = lambda video: is_due(video, now)  # noqa: E731
+    videos = projector.videos
     for vid in projector.queue:
-        if vid in available and is_due(projector.videos[vid], now):
+        if vid in available and due(videos[vid]):
             chosen.append(vid)
             if len(chosen) >= limit:
                 break
@@ -169,9 +196,10 @@ class PlanRow:
     video_id: str
     action: str  # run | wait | skip
     reason: str
+    wait_seconds: float | None = None  # for a wait: the longest it can still last (see `retry_wait`)
 
 
-def plan(state: State, available: Iterable[str], now: datetime) -> list[PlanRow]:
+def plan(state: State, available: Iterable[str], now: datetime, max_wait: float = math.inf) -> list[PlanRow]:
     """What the daemon would do with every video, in order (`nkoctl plan`, the seed's --dry-run)."""
     in_manifest = set(available)
     runs: list[PlanRow] = []
@@ -184,8 +212,12 @@ def plan(state: State, available: Iterable[str], now: datetime) -> list[PlanRow]
         v = state.videos[vid]
         if vid not in in_manifest:
             rest.append(PlanRow(vid, "skip", "not in the manifest (no source to process)"))
-        elif not is_due(v, now):
-            rest.append(PlanRow(vid, "wait", f"backoff after attempt {v.attempt} until {v.not_before}: {v.error}"))
+        elif (wait := retry_wait(v, now, max_wait)) > 0:
+            left = (parse_ts(v.not_before or "") - now).total_seconds()
+            until = v.not_before if left <= wait else iso(now + timedelta(seconds=wait))  # else: clock stepped back
+            rest.append(
+                PlanRow(vid, "wait", f"backoff after attempt {v.attempt} until {until}: {v.error}", round(wait, 3))
+            )
         elif v.status is Status.INTERRUPTED:
             interrupted.append(PlanRow(vid, "run", "interrupted: redone first"))
         else:

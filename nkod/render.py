@@ -103,7 +103,7 @@ def status_panel(doc: dict[str, Any]) -> RenderableType:
 
 def event_line(e: dict[str, Any]) -> str:
     """One event as a readable line: seq, time, type, video, the rest as key=value."""
-    skip = {"v", "seq", "ts", "type", "video_id", "crc"}
+    skip = {"v", "seq", "ts", "type", "video_id", "crc", "session_seconds"}  # bookkeeping: see --json
     rest = []
     for key, value in e.items():
         if key in skip:

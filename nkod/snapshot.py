@@ -25,7 +25,7 @@ SNAPSHOT_VERSION = 1
 _VIDEO_FIELDS = (
     ("s", "status"), ("f", "failures"), ("n", "starts"), ("a", "attempt"), ("q", "started_seq"),
     ("sa", "started_at"), ("nb", "not_before"), ("e", "error"), ("ek", "error_kind"), ("fa", "failed_at"),
-    ("ca", "completed_at"), ("c", "counts"), ("i", "imported"),
+    ("ca", "completed_at"), ("c", "counts"), ("i", "imported"), ("rd", "retry_delay"),
 )  # fmt: skip
 _DEFAULT = Video(video_id="")
 _ROW_FIELDS = tuple((short, name, getattr(_DEFAULT, name)) for short, name in _VIDEO_FIELDS)
@@ -59,6 +59,8 @@ def state_to_doc(state: State | Projector) -> dict[str, Any]:
         "manifest_problems": list(state.manifest_problems),
         "videos": videos,
     }
+    if s.open_seconds is not None:  # absent from logs (and snapshots) older than `session_seconds`
+        doc["session"]["open_seconds"] = s.open_seconds
     # The runnable order (absent when nothing is runnable, and in snapshots older than it).
     redo, queue = (state.redo, state.queue) if isinstance(state, Projector) else (state.redo_order, state.queue_order)
     if redo:
@@ -97,7 +99,12 @@ def state_from_doc(doc: dict[str, Any]) -> State:
         videos=MappingProxyType(videos),
         totals=MappingProxyType(dict(doc["totals"])),
         completed_by_nkod=doc["completed_by_nkod"],
-        session=Session(active_seconds=s["active_seconds"], open_since=s["open_since"], pid=s["pid"]),
+        session=Session(
+            active_seconds=s["active_seconds"],
+            open_since=s["open_since"],
+            pid=s["pid"],
+            open_seconds=s.get("open_seconds"),
+        ),
         manifest_problems=tuple(doc["manifest_problems"]),
         redo_order=tuple(doc.get("redo", ())),
         queue_order=tuple(doc.get("queue", ())),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 Event = Mapping[str, Any]
 
@@ -47,6 +47,7 @@ class Video:
     completed_at: str | None = None
     counts: Mapping[str, float] | None = None
     imported: bool = False  # completed/failed by the old run_extraction.py (import-checkpoint)
+    retry_delay: float | None = None  # the backoff `not_before` was scheduled with (seconds): bounds the wait
 
 
 _VIDEO_FIELDS = tuple(f.name for f in fields(Video))
@@ -75,6 +76,9 @@ class Session:
     active_seconds: float = 0.0  # closed daemon sessions
     open_since: str | None = None  # ts of the daemon_started not yet closed
     pid: int | None = None
+    # The open session's length as of its latest event, measured by the daemon on the monotonic clock
+    # (`session_seconds` on its events); None in logs older than that field: then the wall clock is used.
+    open_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,20 @@ def seconds_between(start: str, end: str) -> float:
     return max(0.0, (parse_ts(end) - parse_ts(start)).total_seconds())
 
 
+def _session_length(p: Projector, end_ts: str | None) -> float:
+    """How long the open session ran: the daemon's monotonic count if its events carry one (immune to
+    wall-clock steps), else the wall clock from its daemon_started to `end_ts` (logs older than that)."""
+    if p.open_seconds is not None:
+        return p.open_seconds
+    s = p._session
+    if s.open_since is None or end_ts is None:
+        return 0.0
+    return seconds_between(s.open_since, end_ts)
+
+
+_NUMBER = frozenset((int, float))  # not bool: True is not a duration
+
+
 class Projector:
     """The fold, kept open. ``apply(event)`` mutates this projector only; ``state()`` freezes a copy."""
 
@@ -123,7 +141,10 @@ class Projector:
         self.videos: dict[str, Video] = dict(s.videos)
         self.totals: dict[str, float] = dict(s.totals)
         self.completed_by_nkod = s.completed_by_nkod
-        self.session = s.session
+        self._session = s.session
+        # Kept apart from the frozen Session: it changes with nearly every event, and a new Session per
+        # event would cost the replay's hot path.
+        self.open_seconds = s.session.open_seconds
         self.manifest_problems = s.manifest_problems
         # Indexes so the daemon never scans every video per decision: interrupted videos (redone first)
         # and pending ones, each in the order they became runnable; and how many are in each status.
@@ -143,6 +164,13 @@ class Projector:
                 self.queue.setdefault(vid, None)
 
     # -- reading ------------------------------------------------------------------------------
+    @property
+    def session(self) -> Session:
+        s = self._session
+        if s.open_seconds == self.open_seconds:
+            return s
+        return Session(s.active_seconds, s.open_since, s.pid, self.open_seconds)
+
     def state(self) -> State:
         return State(
             seq=self.seq,
@@ -167,6 +195,9 @@ class Projector:
         mutate = _MUTATORS.get(event["type"])
         if mutate is not None:  # an unknown type of the same version changes nothing
             mutate(self, event)
+        secs = event.get("session_seconds")
+        if secs is not None:
+            self._note_session_seconds(secs)
         self.seq = seq
         if not (event["type"] == "log_repaired" and "backup" in event):
             # nkoctl fsck's repair note is not the daemon's word: it must not stretch a session's time
@@ -177,6 +208,15 @@ class Projector:
             self.apply(event)
 
     # -- helpers for mutators -------------------------------------------------------------------
+    def _note_session_seconds(self, secs: Any) -> None:
+        """The daemon's monotonic count on an event of the open session: it only grows (a hand-made log
+        cannot shrink it); a value that is not a number, or outside a session, is ignored."""
+        if secs.__class__ not in _NUMBER or self._session.open_since is None:
+            return
+        value = cast(float, secs)
+        if value >= 0 and (self.open_seconds is None or value > self.open_seconds):
+            self.open_seconds = float(value)
+
     def _put(self, video: Video) -> None:
         old = self.videos.get(video.video_id)
         self.videos[video.video_id] = video
@@ -216,19 +256,23 @@ def _mutate_log_created(p: Projector, e: Event) -> None:
 
 
 def _mutate_daemon_started(p: Projector, e: Event) -> None:
-    s = p.session
+    s = p._session
     active = s.active_seconds
-    if s.open_since is not None and p.last_ts is not None:  # the previous daemon died: close at its last word
-        active += seconds_between(s.open_since, p.last_ts)
-    p.session = Session(active_seconds=active, open_since=e["ts"], pid=e.get("pid"))
+    if s.open_since is not None:  # the previous daemon died: close at its last word
+        active += _session_length(p, p.last_ts)
+    p._session = Session(active_seconds=active, open_since=e["ts"], pid=e.get("pid"))
+    p.open_seconds = None
 
 
 def _mutate_daemon_stopped(p: Projector, e: Event) -> None:
-    s = p.session
+    s = p._session
     active = s.active_seconds
     if s.open_since is not None:
-        active += seconds_between(s.open_since, e["ts"])
-    p.session = Session(active_seconds=active, open_since=None, pid=None)
+        if "session_seconds" in e:
+            p._note_session_seconds(e["session_seconds"])
+        active += _session_length(p, e["ts"])
+    p._session = Session(active_seconds=active, open_since=None, pid=None)
+    p.open_seconds = None
 
 
 def _mutate_videos_added(p: Projector, e: Event) -> None:
@@ -248,6 +292,7 @@ def _mutate_video_started(p: Projector, e: Event) -> None:
             started_seq=e.get("orig_seq", e["seq"]),  # fsck --repair renumbers; outputs name the original
             started_at=e["ts"],
             not_before=None,
+            retry_delay=None,
         )
     )
 
@@ -264,6 +309,7 @@ def _mutate_video_completed(p: Projector, e: Event) -> None:
             error=None,
             error_kind=None,
             not_before=None,
+            retry_delay=None,
         )
     )
     p.completed_by_nkod += 1
@@ -277,10 +323,23 @@ def _mutate_video_retry_scheduled(p: Projector, e: Event) -> None:
             status=Status.PENDING,
             failures=v.failures + 1,
             not_before=e["not_before"],
+            retry_delay=_retry_delay(e),
             error=e["error"],
             error_kind=e.get("error_kind", "transient"),
         )
     )
+
+
+def _retry_delay(e: Event) -> float | None:
+    """The backoff a retry was scheduled with: its `delay_seconds`, else what lies between the event's own
+    time and its `not_before` (the two were taken from the same clock reading). None if neither reads."""
+    delay = e.get("delay_seconds")
+    if isinstance(delay, int | float) and not isinstance(delay, bool):
+        return max(0.0, float(delay))
+    try:
+        return seconds_between(e["ts"], e["not_before"])
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def _mutate_video_failed(p: Projector, e: Event) -> None:
@@ -294,6 +353,7 @@ def _mutate_video_failed(p: Projector, e: Event) -> None:
             error_kind=e.get("error_kind", "permanent"),
             failed_at=e["ts"],
             not_before=None,
+            retry_delay=None,
         )
     )
 
@@ -313,6 +373,7 @@ def _mutate_retry_requested(p: Projector, e: Event) -> None:
             status=Status.PENDING if v.status is not Status.INTERRUPTED else Status.INTERRUPTED,
             failures=0,
             not_before=None,
+            retry_delay=None,
             error=None,
             error_kind=None,
             failed_at=None,

@@ -6,20 +6,50 @@ The daemon writes the first two atomically under ``checkpoints/`` so tools made 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from nkod.state import Projector, State, Status, parse_ts
 
 
-def elapsed_seconds(state: State | Projector, now: datetime, daemon_running: bool) -> float:
-    """Time spent with a daemon up: closed sessions plus the open one (to now, or to its last event)."""
+def elapsed_seconds(
+    state: State | Projector, now: datetime, daemon_running: bool, session_seconds: float | None = None
+) -> float:
+    """Time spent with a daemon up: closed sessions plus the open one. Never negative, and a wall clock
+    stepped back neither shrinks it nor loses what was counted.
+
+    Sessions are measured by the daemon on the monotonic clock (`session_seconds` on its events). The open
+    one counts `session_seconds` (the running daemon's own figure) when given; else its latest event's
+    count, plus, while the daemon runs, the wall time since that event (never below 0). Logs older than
+    that field fall back to the wall clock from the session's daemon_started (to now, or to its last event).
+    """
     s = state.session
     total = s.active_seconds
-    if s.open_since is not None:
-        end = now if daemon_running else (parse_ts(state.last_ts) if state.last_ts else now)
-        total += max(0.0, (end - parse_ts(s.open_since)).total_seconds())
-    return total
+    if s.open_since is None:
+        return total
+    counted = s.open_seconds
+    if counted is not None or session_seconds is not None:
+        counted = counted or 0.0
+        if session_seconds is not None:
+            return total + max(counted, session_seconds)
+        if daemon_running and state.last_ts:
+            counted += max(0.0, (now - parse_ts(state.last_ts)).total_seconds())
+        return total + counted
+    end = now if daemon_running else (parse_ts(state.last_ts) if state.last_ts else now)
+    return total + max(0.0, (end - parse_ts(s.open_since)).total_seconds())
+
+
+def live_session_seconds(activity: Mapping[str, Any] | None, daemon_pid: int | None, monotonic: float) -> float | None:
+    """The running daemon's session length now, from its activity file and this machine's monotonic clock
+    (the same clock the daemon reads); None if the file is not that daemon's or does not say."""
+    if activity is None or daemon_pid is None or activity.get("pid") != daemon_pid:
+        return None
+    secs, at = activity.get("session_seconds"), activity.get("monotonic")
+    if not isinstance(secs, int | float) or not isinstance(at, int | float) or isinstance(secs, bool):
+        return None
+    since = monotonic - at  # below 0 only if the file came from another boot: count nothing since then
+    return float(secs) + max(0.0, since)
 
 
 def checkpoint_view(state: State | Projector) -> dict[str, Any]:
@@ -58,8 +88,10 @@ def status_doc(
     now: datetime,
     daemon_pid: int | None,
     activity: dict[str, Any] | None = None,
+    session_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """What ``nkoctl status --json`` prints. `activity` is the daemon's live progress, when known."""
+    """What ``nkoctl status --json`` prints. `activity` is the daemon's live progress, when known;
+    `session_seconds` its session's length now (see `live_session_seconds`)."""
     by: dict[Status, list[str]] = {s: [] for s in Status}
     failed: list[dict[str, Any]] = []
     waiting = 0
@@ -79,7 +111,7 @@ def status_doc(
         elif v.status is Status.PENDING and v.not_before is not None:
             waiting += 1
     running = daemon_pid is not None
-    elapsed = elapsed_seconds(state, now, running)
+    elapsed = elapsed_seconds(state, now, running, session_seconds if running else None)
     done = len(by[Status.COMPLETED])
     total = len(state.videos)
     rate = state.completed_by_nkod / (elapsed / 3600) if elapsed > 0 and state.completed_by_nkod else 0.0

@@ -31,6 +31,7 @@ _values: dict[str, st.SearchStrategy[Any]] = {
     "completed_at": st.none() | st.text(max_size=30),
     "counts": st.none() | st.dictionaries(st.text(max_size=5), st.integers(0, 99)).map(MappingProxyType),
     "imported": st.booleans(),
+    "retry_delay": st.none() | st.floats(0, 10**4),
 }
 
 
