@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import DataDir, wait_for
+from nkod import manifest
+from tests.helpers import DataDir, env, wait_for
 
 
 def videos(n: int, **extra: object) -> list[dict[str, object]]:
@@ -153,3 +154,58 @@ def test_an_older_nkod_holding_only_nkod_lock_keeps_a_new_one_out(d: DataDir) ->
         assert d.status()["daemon_pid"] == os.getpid()
     assert d.run().returncode == 0
     assert d.completed_count() == {"v01": 1}
+
+
+# -- also seen: the manifest's BOM and its line length ----------------------------------------------
+
+
+def test_a_manifest_saved_with_a_utf8_bom_processes_all_its_lines(d: DataDir) -> None:
+    """videos.jsonl starting with a UTF-8 byte order mark (Windows editors): its first line counts too."""
+    d.manifest(videos(3))
+    (d.root / "videos.jsonl").write_bytes(b"\xef\xbb\xbf" + (d.root / "videos.jsonl").read_bytes())
+    r = d.run()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert d.completed_count() == {"v01": 1, "v02": 1, "v03": 1}
+    assert d.status()["manifest_problems"] == []
+
+
+def peak_rss_mib_of_nkod_once(d: DataDir) -> tuple[int, float]:
+    """Run `nkod --once` to the end; its exit status and its peak RSS (largest of it and its workers)."""
+    proc = subprocess.Popen(d.nkod_args("--once"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def test_a_huge_manifest_line_is_named_and_skipped_without_the_daemon_holding_it(tmp_path: Path) -> None:
+    """A 64 MiB manifest line between valid ones: one problem naming file and line, every valid line runs,
+    and nkod's peak memory stays within a few MiB of a run without that line (it used to hold it 3 times)."""
+    small = DataDir(tmp_path / "small")
+    small.manifest(videos(2))
+    code, baseline = peak_rss_mib_of_nkod_once(small)
+    assert code == 0
+
+    d = DataDir(tmp_path / "data")
+    head, tail = b'{"video_id": "huge", "path": "none.mp4", "pad": "', b'"}'
+    with open(d.root / "videos.jsonl", "wb") as f:
+        f.write(b'{"video_id": "v01", "path": "none.mp4"}\n' + head)
+        for _ in range(64):
+            f.write(b"y" * (1 << 20))
+        f.write(tail + b'\n{"video_id": "v02", "path": "none.mp4"}\n')
+    code, peak = peak_rss_mib_of_nkod_once(d)
+    assert code == 0
+    assert d.completed_count() == {"v01": 1, "v02": 1}
+    problems = d.status()["manifest_problems"]
+    assert [(p["path"], p["line"]) for p in problems] == [(str(d.root / "videos.jsonl"), 2)]
+    assert f"line is {len(head) + (64 << 20) + len(tail)} bytes" in problems[0]["error"]
+    assert peak - baseline < 16, f"peak RSS {peak:.0f} MiB, {baseline:.0f} MiB without the huge line"
+
+
+def test_a_huge_last_line_without_a_newline_is_one_problem(tmp_path: Path) -> None:
+    """An over-long line that runs to the end of the file (no newline): named, and the lines before it kept."""
+    path = tmp_path / "videos.jsonl"
+    path.write_bytes(b'{"video_id": "a", "path": "x"}\n' + b"z" * (3 << 20))
+    m = manifest.load(path)
+    assert list(m.entries) == ["a"]
+    too_long = f"line is {3 << 20} bytes (at most {manifest.MAX_LINE_BYTES})"
+    assert [(p.line, p.error) for p in m.problems] == [(2, too_long)]
