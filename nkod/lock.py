@@ -50,7 +50,13 @@ class DataDirLock:
         self.path = Paths(root).lock
         self._dir_fd = dir_fd
         self._file_fd = file_fd
+        self._file_id = self._identity(file_fd)
         self._restore_failed = False
+
+    @staticmethod
+    def _identity(fd: int) -> tuple[int, int]:
+        st = os.fstat(fd)
+        return st.st_dev, st.st_ino
 
     def refresh(self) -> str | None:
         """Put ``nkod.lock`` back if it was deleted or replaced (one stat when it is intact).
@@ -58,7 +64,6 @@ class DataDirLock:
         Returns what was found and done, for a warning; None when the file is intact, or when putting it
         back failed again after a failure already reported (it is tried again on the next call).
         """
-        ours = os.fstat(self._file_fd)
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -66,7 +71,7 @@ class DataDirLock:
         except OSError as exc:
             found = f"unreadable ({exc.strerror or exc})"
         else:
-            if (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino):
+            if (st.st_dev, st.st_ino) == self._file_id:
                 return None
             found = "replaced"
         try:
@@ -78,7 +83,7 @@ class DataDirLock:
         except OSError as exc:
             return self._failed(f"{found}; cannot recreate it: {exc.strerror or exc}")
         os.close(self._file_fd)
-        self._file_fd = fd
+        self._file_fd, self._file_id = fd, self._identity(fd)
         self._restore_failed = False
         return f"{found}; recreated with PID {os.getpid()}"
 
