@@ -4,7 +4,6 @@ and reset excepted, and those only while no daemon runs: they take the daemon's 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
 import shutil
 import sys
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from nkod import codec, decide, eventlog, lock, snapshot, spool, views
-from nkod.errors import LogCorruptError, LogError, RequestError
+from nkod.errors import LockHeldError, LogCorruptError, LogError, RequestError
 from nkod.fsutil import fsync_dir, fsync_file
 from nkod.manifest import id_problem
 from nkod.manifest import load as load_manifest
@@ -86,7 +85,7 @@ class Ctl:
 
     # -- reading the state ---------------------------------------------------------------------
     def daemon_pid(self) -> int | None:
-        return lock.holder_pid(self.paths.lock)
+        return lock.holder_pid(self.paths.root)
 
     def load(self) -> Projector:
         if not self.paths.root.is_dir():
@@ -305,7 +304,7 @@ class Ctl:
         return Fsck(self.paths, self.console).run(repair)
 
     def reset(self, yes: bool, confirm: Callable[[str], str] = input) -> int:
-        fd = self._take_lock("reset")
+        held = self._take_lock("reset")
         try:
             if not self.paths.log.exists():
                 self.console.print(f"nothing to reset: {self.paths.log} does not exist")
@@ -329,20 +328,18 @@ class Ctl:
             self.console.print(f"archived to {target}; the next nkod start begins a fresh run")
             return 0
         finally:
-            os.close(fd)
+            held.release()
 
-    def _take_lock(self, what: str) -> int:
+    def _take_lock(self, what: str) -> lock.DataDirLock:
+        """The daemon's own lock (the data directory's), so no nkod can start or append meanwhile."""
         self.paths.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            pid = self.daemon_pid()
+            return lock.acquire(self.paths.root)
+        except LockHeldError as exc:
+            who = f"PID {exc.pid}" if exc.pid else "PID unknown"
             raise CtlError(
-                f"{what}: nkod is running (PID {pid}) on {self.paths.root}; stop it first (systemctl stop nkod)"
+                f"{what}: nkod is running ({who}) on {self.paths.root}; stop it first (systemctl stop nkod)"
             ) from None
-        return fd
 
     def import_checkpoint(self, file: Path, wait: float) -> int:
         completed, failed = parse_seed_checkpoint(file)
@@ -453,12 +450,12 @@ class Fsck:
             self.console.print(f"{path}: no log yet; nothing to check")
             return 0
         # --repair takes the daemon's lock before reading, so no append can slip in between.
-        fd = Ctl(self.paths.root, self.console)._take_lock("fsck --repair") if repair else -1
+        held = Ctl(self.paths.root, self.console)._take_lock("fsck --repair") if repair else None
         try:
             return self._check(path, repair)
         finally:
-            if fd >= 0:
-                os.close(fd)
+            if held is not None:
+                held.release()
 
     def _check(self, path: Path, repair: bool) -> int:
         good, bad, gaps, torn_at = self._classify(path)

@@ -108,6 +108,7 @@ class Daemon:
         self.jobs: dict[str, Job] = {}
         self.projector = Projector()
         self.writer: eventlog.LogWriter | None = None
+        self.lock: lock.DataDirLock | None = None
         self.manifest = manifest.Manifest(path=self.paths.manifest(config))
         self._manifest_stamp: tuple[int, int, int] | None = None
         self._seen_problems: set[str] = set()
@@ -195,7 +196,7 @@ class Daemon:
                 self.paths.cache,
             ):
                 d.mkdir(parents=True, exist_ok=True)
-            lock_fd = lock.acquire(self.paths.lock)
+            held = self.lock = lock.acquire(self.paths.root)
         except LockHeldError as exc:
             self.log.error("already_running", error=str(exc), pid=exc.pid)
             return EXIT_LOCKED
@@ -205,7 +206,7 @@ class Daemon:
         try:
             return self._run_locked()
         finally:
-            os.close(lock_fd)
+            held.release()
 
     def _run_locked(self) -> int:
         t0 = self.clock()
@@ -419,6 +420,7 @@ class Daemon:
             if self._reload:
                 self._reload = False
                 self._reload_config()
+            self._check_lock_file()
             self._reap_jobs()
             self._enforce_deadlines(now)
             if self._changed.is_set() or now - self._last_rescan >= self.config.daemon.rescan_interval:
@@ -438,6 +440,14 @@ class Daemon:
                 self._stop_reason = "once: nothing runnable left"
                 return
             self._wait(self._timeout())
+
+    def _check_lock_file(self) -> None:
+        """nkod.lock deleted or replaced (by hand: "remove the stale lock"): the directory lock still keeps
+        a second nkod out; put the file back so it and status keep naming us."""
+        assert self.lock is not None
+        found = self.lock.refresh()
+        if found is not None:
+            self.log.warning("lock_file_changed", path=str(self.lock.path), found=found)
 
     def _timeout(self) -> float:
         t = 0.5

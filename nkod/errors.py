@@ -94,9 +94,9 @@ class LogVersionError(LogError):
 class LockHeldError(NkodError):
     """Another nkod runs on this data directory."""
 
-    def __init__(self, lock_path: Path, pid: int | None) -> None:
-        who = f"PID {pid}" if pid else "another process (PID unknown)"
-        super().__init__(f"{lock_path} is held by {who}: another nkod is running on this data directory")
+    def __init__(self, data_dir: Path, pid: int | None) -> None:
+        who = f"PID {pid}" if pid else "PID unknown"
+        super().__init__(f"{data_dir}: another nkod holds the data directory ({who})")
         self.pid = pid
 
 

@@ -1,6 +1,13 @@
-"""``nkod.lock``: a kernel flock held by the running daemon. The kernel drops it when the process dies,
-so a crash or power cut never leaves a stale lock. Who holds it is read from ``/proc/locks`` (and the
-PID the holder wrote into the file), never by trying to take it: status must not race a starting daemon.
+"""The single-writer lock: a kernel flock on the data directory itself, plus ``nkod.lock``.
+
+The exclusion is the flock on the directory: a directory with entries cannot be unlinked, so nobody can
+delete the lock from under its holder (people were taught to remove "stale locks"; flock never goes
+stale: the kernel drops it when the process dies). ``nkod.lock`` is kept beside it, flocked too and
+holding the PID, for people and older tooling; the holder puts it back if it is deleted or replaced
+(:meth:`DataDirLock.refresh`, on every loop pass).
+
+Who holds the lock is read from ``/proc/locks``, never by trying to take it: status must not race a
+starting daemon.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import os
 from pathlib import Path
 
 from nkod.errors import LockHeldError
+from nkod.paths import Paths
 
 
 def _pid_in_file(path: Path) -> int | None:
@@ -21,35 +29,112 @@ def _pid_in_file(path: Path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def acquire(path: Path) -> int:
-    """Take the lock or raise LockHeldError naming the holder. Returns the fd to keep open."""
+def _lock_file(path: Path) -> int:
+    """Open (creating) and flock `path`, then write our PID into it. Raises BlockingIOError if held."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except BaseException:
         os.close(fd)
-        raise LockHeldError(path, holder_pid(path) or _pid_in_file(path)) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        raise
     return fd
 
 
-def holder_pid(path: Path) -> int | None:
-    """PID holding an flock on `path`, from /proc/locks; None when nobody does.
+class DataDirLock:
+    """The held lock: the directory's fd (the exclusion) and ``nkod.lock``'s fd (the PID)."""
 
-    /proc/locks names the file by device and inode. On overlayfs (containers) its device number is not
-    the one stat() reports, so a line whose inode matches also counts when its PID is the one the holder
-    wrote into the file.
-    """
+    def __init__(self, root: Path, dir_fd: int, file_fd: int) -> None:
+        self.root = root
+        self.path = Paths(root).lock
+        self._dir_fd = dir_fd
+        self._file_fd = file_fd
+        self._file_id = self._identity(file_fd)
+        self._restore_failed = False
+
+    @staticmethod
+    def _identity(fd: int) -> tuple[int, int]:
+        st = os.fstat(fd)
+        return st.st_dev, st.st_ino
+
+    def refresh(self) -> str | None:
+        """Put ``nkod.lock`` back if it was deleted or replaced (one stat when it is intact).
+
+        Returns what was found and done, for a warning; None when the file is intact, or when putting it
+        back failed again after a failure already reported (it is tried again on the next call).
+        """
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            found = "deleted"
+        except OSError as exc:
+            found = f"unreadable ({exc.strerror or exc})"
+        else:
+            if (st.st_dev, st.st_ino) == self._file_id:
+                return None
+            found = "replaced"
+        try:
+            fd = _lock_file(self.path)
+        except BlockingIOError:
+            # Only a process that ignores the directory lock (an nkod from before it) can hold the new file.
+            pid = holder_pid(self.root, _dir=False)
+            return self._failed(f"{found}; the new file is locked by {f'PID {pid}' if pid else 'another process'}")
+        except OSError as exc:
+            return self._failed(f"{found}; cannot recreate it: {exc.strerror or exc}")
+        os.close(self._file_fd)
+        self._file_fd, self._file_id = fd, self._identity(fd)
+        self._restore_failed = False
+        return f"{found}; recreated with PID {os.getpid()}"
+
+    def _failed(self, what: str) -> str | None:
+        first = not self._restore_failed
+        self._restore_failed = True
+        return what if first else None
+
+    def release(self) -> None:
+        os.close(self._file_fd)
+        os.close(self._dir_fd)
+
+
+def acquire(root: Path) -> DataDirLock:
+    """Take the lock on data directory `root` or raise LockHeldError naming the holder."""
+    dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        st = os.stat(path)
-    except OSError:
+        fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # nkod.lock as well: an older nkod, which locks only the file, is kept off (and keeps us off).
+        file_fd = _lock_file(Paths(root).lock)
+    except BlockingIOError:
+        os.close(dir_fd)
+        raise LockHeldError(root, holder_pid(root) or _pid_in_file(Paths(root).lock)) from None
+    except BaseException:
+        os.close(dir_fd)
+        raise
+    return DataDirLock(root, dir_fd, file_fd)
+
+
+def holder_pid(root: Path, *, _dir: bool = True) -> int | None:
+    """PID holding the lock on data directory `root`, from /proc/locks; None when nobody does.
+
+    The directory's flock decides; ``nkod.lock``'s counts too (an nkod from before the directory lock).
+    /proc/locks names a file by device and inode. On overlayfs (containers) its device number may not be
+    the one stat() reports, so a line whose inode matches also counts when its PID is the one the holder
+    wrote into ``nkod.lock``.
+    """
+    lock_file = Paths(root).lock
+    targets: list[os.stat_result] = []
+    for path, wanted in ((root, _dir), (lock_file, True)):
+        if wanted:
+            with contextlib.suppress(OSError):
+                targets.append(os.stat(path))
+    if not targets:
         return None
     try:
         locks = Path("/proc/locks").read_text()
     except OSError:
         return None
-    written = _pid_in_file(path)
+    written = _pid_in_file(lock_file)
+    found: dict[int, int] = {}  # index in targets -> pid: the directory's holder wins
     for line in locks.splitlines():
         parts = line.split()
         # "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF" (blocked waiters have a "->" field)
@@ -58,10 +143,11 @@ def holder_pid(path: Path) -> int | None:
         maj, _, rest = parts[5].partition(":")
         mnr, _, ino = rest.partition(":")
         with contextlib.suppress(ValueError):
-            if int(ino) != st.st_ino:
-                continue
-            pid = int(parts[4])
-            same_dev = (int(maj, 16), int(mnr, 16)) == (os.major(st.st_dev), os.minor(st.st_dev))
-            if same_dev or pid == written:
-                return pid
-    return None
+            for i, st in enumerate(targets):
+                if int(ino) != st.st_ino:
+                    continue
+                pid = int(parts[4])
+                same_dev = (int(maj, 16), int(mnr, 16)) == (os.major(st.st_dev), os.minor(st.st_dev))
+                if same_dev or pid == written:
+                    found.setdefault(i, pid)
+    return found[min(found)] if found else None

@@ -1,21 +1,27 @@
 """``videos.jsonl``, the input: one JSON object per line with ``video_id`` and ``path`` or ``url``.
 
-A bad line (not JSON, not UTF-8, too long, no or unsafe ``video_id``, no source, a duplicate id) is a
-:class:`Problem` naming the file and line; it is skipped and every valid line is still used.
+A bad line (not JSON, not UTF-8, over MAX_LINE_BYTES, no or unsafe ``video_id``, no source, a duplicate
+id) is a :class:`Problem` naming the file and line; it is skipped and every valid line is still used.
+The file is read a line at a time and an over-long line is skipped without being held, so memory stays
+bounded. A UTF-8 byte order mark at the start of the file is ignored.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
 MAX_ID_LEN = 64
 MAX_LINE_BYTES = 1 << 20
+_SKIP_CHUNK = 1 << 16  # how much of an over-long line is held at once while it is skipped
+_BOM = b"\xef\xbb\xbf"  # Windows editors save "UTF-8" with it
 VIDEO_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -53,17 +59,36 @@ class Manifest:
     problems: list[Problem] = field(default_factory=list)
 
 
-def parse(data: bytes, path: Path) -> Manifest:
-    """Parse manifest bytes. A relative ``path`` is resolved against the manifest's directory."""
+def _lines(source: IO[bytes]) -> Iterator[tuple[int, bytes | None, int]]:
+    """(number, stripped line, length) for each line; the line is None when it is over MAX_LINE_BYTES, and
+    then it was skipped a chunk at a time, never held whole: memory stays bounded whatever the file holds."""
+    number = 0
+    while raw := source.readline(MAX_LINE_BYTES + 2):  # the longest line allowed, a "\r" and the "\n"
+        number += 1
+        if number == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        if not raw.endswith(b"\n") and len(raw) == MAX_LINE_BYTES + 2:
+            length = len(raw)
+            while (chunk := source.readline(_SKIP_CHUNK)) and not chunk.endswith(b"\n"):
+                length += len(chunk)
+            length += len(chunk.rstrip(b"\r\n"))
+            yield number, None, length
+            continue
+        line = raw.strip()
+        yield number, (line if len(line) <= MAX_LINE_BYTES else None), len(line)
+
+
+def parse(data: bytes | IO[bytes], path: Path) -> Manifest:
+    """Parse manifest bytes, or read them from a binary file. A relative ``path`` is resolved against the
+    manifest's directory."""
     manifest = Manifest(path=path)
     base = os.path.dirname(path)
     name = str(path)
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        line = raw.strip()
-        if not line or line.startswith(b"#"):
+    for number, line, length in _lines(io.BytesIO(data) if isinstance(data, bytes) else data):
+        if line is None:
+            manifest.problems.append(Problem(name, number, f"line is {length} bytes (at most {MAX_LINE_BYTES})"))
             continue
-        if len(line) > MAX_LINE_BYTES:
-            manifest.problems.append(Problem(name, number, f"line is {len(line)} bytes (at most {MAX_LINE_BYTES})"))
+        if not line or line.startswith(b"#"):
             continue
         try:
             line.decode("utf-8")
@@ -110,7 +135,8 @@ def parse(data: bytes, path: Path) -> Manifest:
 def load(path: Path) -> Manifest:
     """Read and parse the manifest; a missing file is an empty manifest with one problem."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as source:
+            return parse(source, path)
     except FileNotFoundError:
         m = Manifest(path=path)
         m.problems.append(Problem(str(path), 0, "manifest file does not exist"))
@@ -119,4 +145,3 @@ def load(path: Path) -> Manifest:
         m = Manifest(path=path)
         m.problems.append(Problem(str(path), 0, f"cannot read the manifest: {exc.strerror or exc}"))
         return m
-    return parse(data, path)
