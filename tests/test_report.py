@@ -180,3 +180,29 @@ def test_report_on_a_missing_data_dir_is_an_error(tmp_path: Path) -> None:
 def test_failure_reason_groups_errors(error: str, kind: str, reason: str) -> None:
     """Failures are grouped by a short reason read from the error text, else by their kind."""
     assert failure_reason(error, kind) == reason
+
+
+def test_report_of_a_run_not_started_yet_renders(tmp_path: Path) -> None:
+    """A data dir with a manifest and no log yet: a page that says nothing is completed, exit 0."""
+    d = DataDir(tmp_path / "data")
+    d.manifest([{"video_id": "a"}])
+    out = tmp_path / "r.html"
+    r = _report(d, out)
+    assert r.returncode == 0, r.stderr
+    page = out.read_text()
+    assert "0 / 0" in page and "none completed yet" in page
+
+
+def test_report_on_a_damaged_log_exits_4_naming_the_line(tmp_path: Path) -> None:
+    """Damage in the middle of the log: exit 4 with the file and line, as every other nkoctl read."""
+    d = DataDir(tmp_path / "data")
+    d.manifest([{"video_id": "a"}, {"video_id": "b"}])
+    assert d.run().returncode == 0
+    lines = d.log.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b'"', b"'", 1)
+    d.log.write_bytes(b"\n".join(lines))
+    out = tmp_path / "r.html"
+    r = _report(d, out)
+    assert r.returncode == 4, r.stderr
+    assert "events.jsonl" in r.stderr and "line 3" in r.stderr
+    assert not out.exists()
