@@ -32,6 +32,7 @@ from nkod.paths import Paths
 from nkod.state import Projector, Status, parse_ts
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from nkod.ctl import Ctl
@@ -245,6 +246,16 @@ def _dates(times: Sequence[datetime]) -> Any:
     return date2num(list(times))  # type: ignore[no-untyped-call]
 
 
+def _time_axis(ax: Axes) -> None:
+    """Dates on the x axis, labelled concisely (the day once, then hours)."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    locator = AutoDateLocator()  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+    ax.set_xlabel("time (UTC)")
+
+
 def _time_bins(start: datetime, end: datetime) -> tuple[list[datetime], float]:
     """Bin edges covering [start, end] (about 30 bins of a round size) and the bin width in hours."""
     span = max((end - start).total_seconds(), 10.0)
@@ -266,7 +277,7 @@ def _plot_progress(data: ReportData) -> str:
     times = sorted(data.completions)
     start = data.started_at or times[0]
     ax.step(_dates([start, *times]), range(len(times) + 1), where="post", color="#1f77b4")
-    ax.xaxis_date()
+    _time_axis(ax)
     ax.set_ylabel("videos completed", color="#1f77b4")
     edges, hours = _time_bins(start, max(times[-1], data.last_event_at or times[-1]))
     rate = ax.twinx()
@@ -277,7 +288,6 @@ def _plot_progress(data: ReportData) -> str:
     rate.set_ylim(bottom=0)
     ax.set_title("Videos completed over time, and the rate")
     ax.grid(alpha=0.3)
-    fig.autofmt_xdate()
     return _svg(fig)
 
 
@@ -322,12 +332,11 @@ def _plot_failures(data: ReportData) -> str:
         stacked=True,
         label=reasons,
     )
-    ax.xaxis_date()
+    _time_axis(ax)
     ax.set_ylabel("failed attempts")
     ax.set_title("Failures by reason over time (retried and final)")
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
-    fig.autofmt_xdate()
     return _svg(fig)
 
 
@@ -368,7 +377,7 @@ h1 { font-size: 1.5em; margin-bottom: 0; } .sub { color: #666; margin-top: 4px; 
 img.plot { width: 100%; max-width: 1000px; display: block; margin: 8px 0 20px; }
 table { border-collapse: collapse; width: 100%; font-size: 0.9em; margin-bottom: 20px; }
 th, td { border-bottom: 1px solid #eee; padding: 4px 8px; text-align: left; vertical-align: top; }
-td.num { text-align: right; white-space: nowrap; } td.err { font-family: monospace; white-space: pre-wrap; }
+td.num, th.num { text-align: right; white-space: nowrap; } td.err { font-family: monospace; white-space: pre-wrap; }
 .note { color: #a60; }
 """
 
