@@ -58,6 +58,11 @@ def _man_pages(root: Path) -> dict[str, str]:
     saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         from nkod import __version__, ctl, daemon_cli
+    except ImportError as exc:  # the hook's environment has only the dependencies pyproject.toml names
+        raise RuntimeError(
+            f"hatch_build.py: importing nkod.ctl and nkod.daemon_cli needs {exc.name!r}: import it lazily "
+            "there, or add it to [tool.hatch.build.targets.wheel.hooks.custom] dependencies in pyproject.toml"
+        ) from exc
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)
