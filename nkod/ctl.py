@@ -600,11 +600,32 @@ def build_parser() -> argparse.ArgumentParser:
     im = sub.add_parser("import-checkpoint", help="import the old run_extraction.py's checkpoint")
     im.add_argument("file", type=Path)
     im.add_argument("--wait", type=float, default=5.0)
+    rp = sub.add_parser(
+        "report",
+        help="write one self-contained HTML report with plots (needs nkod[report])",
+        description="Write one self-contained HTML file (plots inlined, no network needed to open it): progress "
+        "and rate, time per video, failures by reason, N'Ko detections and audio per video, dataset totals, "
+        "the slowest and the failed videos.",
+        epilog="example: nkoctl report -o run.html",
+    )
+    rp.add_argument("-o", "--output", type=Path, default=Path("report.html"), help="file to write ('-': stdout)")
+    cp = sub.add_parser(
+        "completion",
+        help="print the shell completion script for nkoctl",
+        description="Print nkoctl's completion script for bash, zsh or fish (generated from the parser).",
+        epilog='example: eval "$(nkoctl completion bash)"   (or: nkoctl completion fish | source)',
+    )
+    cp.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if argv is None and "_ARGCOMPLETE" in os.environ:  # a completion request from the shell script
+        from nkod.completion import complete
+
+        complete(parser)
+    args = parser.parse_args(argv)
     ctl = Ctl(resolve_data_dir(args.data_dir))
     try:
         match args.command:
@@ -624,6 +645,15 @@ def main(argv: list[str] | None = None) -> int:
                 return ctl.reset(args.yes)
             case "import-checkpoint":
                 return ctl.import_checkpoint(args.file, args.wait)
+            case "report":
+                from nkod.report import write_report
+
+                return write_report(ctl, args.output)
+            case "completion":
+                from nkod.completion import script
+
+                sys.stdout.write(script(args.shell))
+                return 0
     except CtlError as exc:
         ctl.console.print(f"[red]nkoctl:[/] {exc}", highlight=False)
         return exc.code
