@@ -11,11 +11,12 @@ import os
 from pathlib import Path
 
 from nkod.errors import LockHeldError
+from nkod.fsutil import read_regular
 
 
 def _pid_in_file(path: Path) -> int | None:
     try:
-        text = path.read_text().strip()
+        text = read_regular(path, 64).decode().strip()  # a FIFO put there must not hang nkoctl status
     except (OSError, UnicodeDecodeError):
         return None
     return int(text) if text.isdigit() else None

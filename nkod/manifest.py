@@ -14,6 +14,9 @@ from typing import Any
 
 import orjson
 
+from nkod.fsutil import read_regular
+
+MAX_MANIFEST_BYTES = 1 << 30  # a bound, so a manifest symlinked to /dev/zero or growing forever cannot eat memory
 MAX_ID_LEN = 64
 MAX_LINE_BYTES = 1 << 20
 VIDEO_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -51,6 +54,7 @@ class Manifest:
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)  # in file order
     lines: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    readable: bool = True  # False: the file could not be read at all (not a regular file, permissions...)
 
 
 def parse(data: bytes, path: Path) -> Manifest:
@@ -108,15 +112,18 @@ def parse(data: bytes, path: Path) -> Manifest:
 
 
 def load(path: Path) -> Manifest:
-    """Read and parse the manifest; a missing file is an empty manifest with one problem."""
+    """Read and parse the manifest; a missing or unreadable file is an empty manifest with one problem.
+
+    Only a regular file (or a symlink to one) is read, and at most MAX_MANIFEST_BYTES of it: a FIFO
+    or a device is refused at once instead of blocking or filling memory."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         m = Manifest(path=path)
         m.problems.append(Problem(str(path), 0, "manifest file does not exist"))
         return m
-    except OSError as exc:  # unreadable (permissions, a directory): a problem to report, not a crash
-        m = Manifest(path=path)
+    except OSError as exc:  # a FIFO, a device, a directory, permissions: a problem to report, not a crash
+        m = Manifest(path=path, readable=False)
         m.problems.append(Problem(str(path), 0, f"cannot read the manifest: {exc.strerror or exc}"))
         return m
     return parse(data, path)
