@@ -176,6 +176,7 @@ class Daemon:
     # -- start-up ---------------------------------------------------------------------------------
     def run(self) -> int:
         try:
+            self._unlink_symlinked_spool()
             for d in (
                 self.paths.root,
                 self.paths.requests,
@@ -197,6 +198,21 @@ class Daemon:
             return self._run_locked()
         finally:
             os.close(lock_fd)
+
+    def _unlink_symlinked_spool(self) -> None:
+        """requests/ must be a real directory: nkod deletes and writes there (rejected/), and nothing may
+        be written outside the data dir through a symlink. A symlink there is moved aside, and said."""
+        spool_dir = self.paths.requests
+        if spool_dir.is_symlink():
+            aside = spool_dir.with_name(f"requests.symlink-{time.time_ns()}")
+            os.rename(spool_dir, aside)
+            self.log.warning(
+                "requests_symlink_moved_aside",
+                path=str(spool_dir),
+                target=os.readlink(aside),
+                moved_to=str(aside),
+                hint="requests/ must be a directory inside the data dir; requests left in the target are not read",
+            )
 
     @property
     def trash(self) -> Path:

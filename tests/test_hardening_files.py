@@ -19,6 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from nkod.fsutil import NotRegularFileError, read_regular
 from tests.helpers import DataDir, env, wait_for
 
 MiB = 1 << 20
@@ -378,3 +379,53 @@ def test_request_the_service_cannot_delete_is_handled_once(service_dir: tuple[Da
     assert d.types("old1") == ["video_imported"]
     assert [e["file"] for e in d.events() if e["type"] == "request_rejected"] == [bad.name]
     assert d.completed_count() == {"new1": 1}
+
+
+def test_requests_dir_symlinked_outside_is_moved_aside(tmp_path: Path) -> None:
+    """requests/ -> a dir outside: moved aside with a warning; rejections land inside the data dir."""
+    d = DataDir(tmp_path / "data")
+    d.manifest([{"video_id": "v1"}])
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "00000000000000000001-bad.json").write_bytes(b"{not json")
+    (d.root / "requests").symlink_to(outside)
+    r = d.run(timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "requests_symlink_moved_aside" in r.stdout, r.stdout
+    assert os.listdir(outside) == ["00000000000000000001-bad.json"]
+    assert (d.root / "requests").is_dir() and not (d.root / "requests").is_symlink()
+    assert d.completed_count() == {"v1": 1}
+
+
+def test_fifo_event_log_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:
+    """events.jsonl as a FIFO: nkod exits 4 and nkoctl status fails at once, both naming the file."""
+    d = DataDir(tmp_path / "data")
+    d.manifest([{"video_id": "v1"}])
+    os.mkfifo(d.log)
+    r = d.run(timeout=30)
+    assert r.returncode == 4 and "FIFO" in r.stdout and str(d.log) in r.stdout, r.stdout + r.stderr
+    s = d.ctl("status", "--json", timeout=20)
+    assert s.returncode == 4 and "FIFO" in s.stderr, s.stderr
+
+
+def test_read_regular_refuses_what_is_not_a_bounded_regular_file(tmp_path: Path) -> None:
+    """The one bounded reader: regular files (and symlinks to them) read; FIFO, device, dir, size refused."""
+    regular = tmp_path / "f"
+    regular.write_bytes(b"x" * 100)
+    link = tmp_path / "link"
+    link.symlink_to(regular)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert read_regular(regular, 100) == b"x" * 100
+    assert read_regular(link, 100) == b"x" * 100
+    refused = [
+        (fifo, {}, "is a FIFO (named pipe), not a regular file"),
+        (Path("/dev/zero"), {}, "is a character device, not a regular file"),
+        (tmp_path, {}, "is a directory, not a regular file"),
+        (link, {"follow_symlinks": False}, "is a symlink, not a regular file"),
+        (regular, {}, "is 100 bytes, larger than the 99 allowed"),
+    ]
+    for path, options, why in refused:
+        with pytest.raises(NotRegularFileError) as caught:
+            read_regular(path, 99 if path == regular else 100, **options)
+        assert caught.value.strerror == why and caught.value.filename == str(path)
