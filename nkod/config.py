@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from nkod.errors import ConfigError
+from nkod.fsutil import read_regular
 from nkod.processor import BUILTIN_PROCESSOR
 from nkod.tomltable import Check, check_values, in_range, nonempty, one_of, parse_table
 
+MAX_CONFIG_BYTES = 16 << 20  # a config is a few lines; a bound on what a wrong file can cost
 LOG_FORMATS = ("auto", "console", "journal", "plain", "json")
 
 
@@ -105,7 +107,7 @@ def load_config(path: Path | None) -> Config:
     if path is None:
         return config_from_mapping({}, "<defaults>")
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, MAX_CONFIG_BYTES)
     except OSError as exc:
         raise ConfigError(path, None, f"cannot read: {exc.strerror or exc}") from exc
     try:

@@ -4,6 +4,7 @@ and reset excepted, and those only while no daemon runs: they take the daemon's 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shutil
 import sys
@@ -17,7 +18,7 @@ import orjson
 
 from nkod import codec, decide, eventlog, lock, snapshot, spool, views
 from nkod.errors import LockHeldError, LogCorruptError, LogError, RequestError
-from nkod.fsutil import fsync_dir, fsync_file
+from nkod.fsutil import fsync_dir, fsync_file, make_dir, owner_for, read_regular
 from nkod.manifest import id_problem
 from nkod.manifest import load as load_manifest
 from nkod.paths import Paths
@@ -32,6 +33,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_LOG = 4
 SYSTEM_DATA_DIR = Path("/var/lib/nkod")
+MAX_CHECKPOINT_BYTES = 1 << 30  # the old run's checkpoint: a bound on what a wrong file can cost
 
 
 class CtlError(Exception):
@@ -107,7 +109,7 @@ class Ctl:
 
     def activity(self) -> dict[str, Any] | None:
         try:
-            doc = orjson.loads(self.paths.activity.read_bytes())
+            doc = orjson.loads(read_regular(self.paths.activity, 64 << 20, follow_symlinks=False))
         except (OSError, orjson.JSONDecodeError):
             return None
         return doc if isinstance(doc, dict) else None
@@ -182,7 +184,8 @@ class Ctl:
         if path.exists():
             self.console.print(f"queued {what}; nkod (PID {pid}) has not picked it up yet ({path.name})")
         elif (path.parent / "rejected" / path.name).exists():
-            reason = (path.parent / "rejected" / f"{path.name}.reason.txt").read_text().strip()
+            reason_file = path.parent / "rejected" / f"{path.name}.reason.txt"
+            reason = read_regular(reason_file, 1 << 20, follow_symlinks=False).decode(errors="replace").strip()
             raise CtlError(f"nkod rejected the request: {reason}")
         else:
             self.console.print(f"done: {what} (nkod PID {pid})")
@@ -321,14 +324,42 @@ class Ctl:
                     return EXIT_ERROR
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             target = self.paths.archive / stamp
-            target.mkdir(parents=True)
-            for item in (self.paths.log, self.paths.snapshot, self.paths.checkpoints, self.paths.output):
-                if item.exists():
-                    os.rename(item, target / item.name)
+            try:
+                make_dir(self.paths.archive, owner_for(self.paths.root))
+                target.mkdir()
+                for item in (self.paths.log, self.paths.snapshot, self.paths.checkpoints):
+                    if item.exists():
+                        os.rename(item, target / item.name)
+                if self.paths.output.exists():
+                    self._archive_output(target, stamp)
+            except OSError as exc:
+                raise CtlError(
+                    f"reset stopped: {exc.strerror or exc}: {exc.filename or ''}; what was moved is in {target}"
+                ) from exc
             self.console.print(f"archived to {target}; the next nkod start begins a fresh run")
             return 0
         finally:
             held.release()
+
+    def _archive_output(self, target: Path, stamp: str) -> None:
+        """Move output/ into the archive; output/ as a mount point (its own file system) cannot be
+        moved, so its contents are moved into ``output/.archive/STAMP`` on that same file system."""
+        out = self.paths.output
+        try:
+            os.rename(out, target / out.name)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EBUSY):
+                raise
+        inner = out / ".archive" / stamp
+        inner.mkdir(parents=True)
+        for entry in sorted(os.listdir(out)):
+            if entry != ".archive":
+                os.rename(out / entry, inner / entry)
+        self.console.print(
+            f"{out} is a mount point (a separate file system), so it stays where it is: its contents were "
+            f"moved to {inner} on that file system, not to {target}. Delete them there when no longer needed."
+        )
 
     def _take_lock(self, what: str) -> lock.DataDirLock:
         """The daemon's own lock (the data directory's), so no nkod can start or append meanwhile."""
@@ -353,7 +384,7 @@ class Ctl:
 def parse_seed_checkpoint(file: Path) -> tuple[list[str], list[dict[str, Any]]]:
     """Read the old run_extraction.py's extraction_checkpoint.json; errors name the file and entry."""
     try:
-        doc = orjson.loads(file.read_bytes())
+        doc = orjson.loads(read_regular(file, MAX_CHECKPOINT_BYTES))
     except OSError as exc:
         raise CtlError(f"{file}: cannot read: {exc.strerror or exc}") from exc
     except orjson.JSONDecodeError as exc:
@@ -556,6 +587,9 @@ class Fsck:
         )
         tmp = path.with_name(f".{path.name}.repair")
         with open(tmp, "wb") as f:
+            owner = owner_for(self.paths.root)
+            if owner is not None:  # sudo nkoctl fsck --repair: the service must still append to it
+                os.fchown(f.fileno(), *owner)
             for e in events:
                 f.write(codec.encode(e))
             f.flush()

@@ -13,6 +13,7 @@ A transition is acted on only once its event is durable; an output is renamed in
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import selectors
 import shutil
@@ -35,7 +36,7 @@ from nkod import __version__, decide, eventlog, lock, manifest, snapshot, spool,
 from nkod.config import Config, load_config
 from nkod.decide import Committed, Draft, Outcome, RetryPolicy
 from nkod.errors import ConfigError, LockHeldError, LogError, StorageError
-from nkod.fsutil import atomic_write, fsync_dir
+from nkod.fsutil import atomic_write, fsync_dir, read_regular
 from nkod.logs import get as get_logger
 from nkod.notify import Notifier
 from nkod.paths import Paths
@@ -54,7 +55,7 @@ TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a worker being stopp
 def read_committed(output_dir: Path) -> Committed | None:
     """The summary an output directory was committed with, or None if there is none readable."""
     try:
-        doc = orjson.loads((output_dir / "summary.json").read_bytes())
+        doc = orjson.loads(read_regular(output_dir / "summary.json", 64 << 20, follow_symlinks=False))
         return Committed(started_seq=int(doc["started_seq"]), counts=dict(doc["counts"]))
     except (OSError, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         return None
@@ -140,6 +141,9 @@ class Daemon:
         # the monotonic clock once seen, so a wall-clock step cannot stretch them (see decide.retry_wait).
         self._retry_due: dict[str, tuple[str, float]] = {}
         self.exit_code = EXIT_OK
+        self.work = self.paths.work  # where outputs are made: on output/'s file system (see _staging_dir)
+        self._request_files: set[str] | None = None  # request files the log names (built when needed)
+        self._stuck_requests: set[tuple[str, int, int]] = set()  # handled, but we cannot delete them
 
     # -- policy from config ---------------------------------------------------------------------
     @property
@@ -161,6 +165,8 @@ class Daemon:
             if event["type"] == "video_retry_scheduled":  # its wait starts now, on the monotonic clock
                 self._retry_due.pop(event["video_id"], None)
                 self._retry_is_due(self.projector.videos[event["video_id"]], self.clock())
+            if self._request_files is not None:
+                self._request_files.update(self._request_names(event))
         self.projector.offset = self.writer.offset
         self._events_since_snapshot += len(events)
         return events
@@ -187,6 +193,7 @@ class Daemon:
     # -- start-up ---------------------------------------------------------------------------------
     def run(self) -> int:
         try:
+            self._unlink_symlinked_spool()
             for d in (
                 self.paths.root,
                 self.paths.requests,
@@ -197,6 +204,7 @@ class Daemon:
             ):
                 d.mkdir(parents=True, exist_ok=True)
             held = self.lock = lock.acquire(self.paths.root)
+            self.work = self._staging_dir()
         except LockHeldError as exc:
             self.log.error("already_running", error=str(exc), pid=exc.pid)
             return EXIT_LOCKED
@@ -207,6 +215,35 @@ class Daemon:
             return self._run_locked()
         finally:
             held.release()
+
+    def _unlink_symlinked_spool(self) -> None:
+        """requests/ must be a real directory: nkod deletes and writes there (rejected/), and nothing may
+        be written outside the data dir through a symlink. A symlink there is moved aside, and said."""
+        spool_dir = self.paths.requests
+        if spool_dir.is_symlink():
+            aside = spool_dir.with_name(f"requests.symlink-{time.time_ns()}")
+            os.rename(spool_dir, aside)
+            self.log.warning(
+                "requests_symlink_moved_aside",
+                path=str(spool_dir),
+                target=os.readlink(aside),
+                moved_to=str(aside),
+                hint="requests/ must be a directory inside the data dir; requests left in the target are not read",
+            )
+
+    @property
+    def trash(self) -> Path:
+        return self.work / ".trash"
+
+    def _staging_dir(self) -> Path:
+        """work/, unless output/ is on another file system (a disk mounted there): an output is committed
+        by a rename, which cannot cross file systems, so it is then made in output/.staging instead."""
+        if os.stat(self.paths.output).st_dev == os.stat(self.paths.work).st_dev:
+            return self.paths.work
+        staging = self.paths.output / ".staging"
+        staging.mkdir(exist_ok=True)
+        self.log.info("staging_on_output_fs", output=str(self.paths.output), staging=str(staging))
+        return staging
 
     def _run_locked(self) -> int:
         t0 = self.clock()
@@ -304,7 +341,8 @@ class Daemon:
         try:
             self._loop()
         except (StorageError, OSError) as exc:  # the disk or the system refused: stop cleanly, retry later
-            self.log.error("storage_failed", error=str(exc), hint="free space or make the data dir writable")
+            hint = getattr(exc, "hint", None) or "free space or make the data dir writable"
+            self.log.error("storage_failed", error=str(exc), hint=hint)
             self._abort_jobs("storage failure: " + str(exc))
             self.exit_code = EXIT_STORAGE
         except Exception as exc:  # a bug: record what was running, then stop (systemd restarts us)
@@ -341,11 +379,15 @@ class Daemon:
     def _clean_work(self) -> None:
         """Work dirs left by a previous daemon belong to attempts now recorded interrupted: remove.
         So do the temp files of derived writes it was making (never renamed, so never read)."""
-        for entry in self.paths.work.iterdir():
-            shutil.rmtree(entry, ignore_errors=True)
+        for work in {self.paths.work, self.work}:
+            for entry in work.iterdir():
+                shutil.rmtree(entry, ignore_errors=True)
         for folder in (self.paths.root, self.paths.checkpoints):  # not requests/: nkoctl may be writing
             for tmp in folder.glob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
+                try:
+                    tmp.unlink(missing_ok=True)
+                except OSError as exc:  # e.g. checkpoints/ is read-only: a leftover, harmless; say so
+                    self.log.warning("temp_file_not_removed", file=str(tmp), error=exc.strerror or str(exc))
 
     # -- signals and wake-ups -------------------------------------------------------------------------
     def _install_signal_handlers(self) -> None:
@@ -487,7 +529,7 @@ class Daemon:
         for vid in picks:
             self._retry_due.pop(vid, None)
         for vid in picks:
-            workdir = self.paths.work / vid
+            workdir = self.work / vid
             if workdir.exists():
                 shutil.rmtree(workdir)
             workdir.mkdir()
@@ -510,7 +552,7 @@ class Daemon:
 
     def _spawn(self, vid: str, event: dict[str, Any]) -> None:
         """Start the worker for a video whose video_started is durable."""
-        workdir = self.paths.work / vid
+        workdir = self.work / vid
         r, w = os.pipe()
         job_spec = {
             "video": self.manifest.entries[vid],
@@ -619,8 +661,8 @@ class Daemon:
         if drafts:
             self.append(drafts)
             self.failpoints.hit("after_append")
-        if self.paths.trash.exists():
-            shutil.rmtree(self.paths.trash, ignore_errors=True)
+        if self.trash.exists():
+            shutil.rmtree(self.trash, ignore_errors=True)
         if storage_error is not None:
             raise StorageError(storage_error)
 
@@ -675,12 +717,18 @@ class Daemon:
             atomic_write(job.workdir / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2))
             self.failpoints.hit("before_output_rename")
             if target.exists():  # a stale output from an attempt never recorded: move it aside
-                self.paths.trash.mkdir(exist_ok=True)
-                os.rename(target, self.paths.trash / f"{vid}-{job.started_seq}")
+                self.trash.mkdir(exist_ok=True)
+                os.rename(target, self.trash / f"{vid}-{job.started_seq}")
             os.rename(job.workdir, target)
             fsync_dir(self.paths.output)
-            fsync_dir(self.paths.work)
+            fsync_dir(self.work)
         except OSError as exc:
+            if exc.errno == errno.EXDEV:  # cannot happen with _staging_dir, unless mounts changed under us
+                raise StorageError(
+                    f"cannot commit output of {vid}: {job.workdir} and {target} are on different file systems",
+                    hint="restart nkod (it stages on output/'s file system when it starts); mounts must not change"
+                    " while it runs",
+                ) from exc
             raise StorageError(f"cannot commit output of {vid} to {target}: {exc.strerror or exc}") from exc
         self.failpoints.hit("after_output_rename")
 
@@ -787,7 +835,10 @@ class Daemon:
         if not force and stamp == self._manifest_stamp:
             return
         self._manifest_stamp = stamp
-        self.manifest = manifest.load(path)
+        loaded = manifest.load(path)
+        if not loaded.readable:  # e.g. swapped for a FIFO: report it, and keep running what was read before
+            loaded.entries, loaded.lines = self.manifest.entries, self.manifest.lines
+        self.manifest = loaded
         new = [vid for vid in self.manifest.entries if vid not in self.projector.videos]
         drafts: list[Draft] = []
         if new:
@@ -798,24 +849,74 @@ class Daemon:
         for p in self.manifest.problems:
             if str(p) not in self._seen_problems:
                 self._seen_problems.add(str(p))
-                self.log.warning("manifest_line_skipped", file=p.path, line=p.line, error=p.error)
+                kind = "manifest_line_skipped" if p.line else "manifest_unreadable"
+                self.log.warning(kind, file=p.path, line=p.line, error=p.error)
         self.append(drafts)
 
     def _process_requests(self) -> None:
         for path in spool.pending(self.paths.requests):
+            if self._already_handled(path):  # applied or rejected before, but it could not be removed
+                self._remove_request(path)
+                continue
             try:
                 req = spool.parse(path)
                 drafts = self._request_drafts(req)
             except Exception as exc:  # a bad request never stops the daemon
                 reason = str(exc)
                 self.append([{"type": "request_rejected", "file": path.name, "error": reason}])
-                with contextlib.suppress(OSError):
+                try:
                     spool.reject(path, reason)
+                except OSError as move_exc:
+                    self._cannot_remove(path, move_exc)
                 continue
             self.append(drafts)
-            path.unlink(missing_ok=True)  # only now: its events are durable
+            self._remove_request(path)  # only now: its events are durable
         with contextlib.suppress(OSError):
             fsync_dir(self.paths.requests)
+
+    def _already_handled(self, path: Path) -> bool:
+        """Does the log already name this request file? Asked only where we cannot delete files in
+        requests/ (the one way a handled request outlives its events), so the log is read only then."""
+        if self._request_files is None:
+            if os.access(self.paths.requests, os.W_OK | os.X_OK):
+                return False
+            names: set[str] = set()
+            for e in eventlog.scan(self.paths.log):
+                names.update(self._request_names(e))
+            self._request_files = names
+        return path.name in self._request_files
+
+    @staticmethod
+    def _request_names(e: dict[str, Any]) -> list[str]:
+        """The request file(s) an event was made from (request names are unique: a timestamp + random)."""
+        return [name for key in ("file", "request") if isinstance(name := e.get(key), str)]
+
+    def _remove_request(self, path: Path) -> None:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            self._cannot_remove(path, exc)
+
+    def _cannot_remove(self, path: Path, exc: OSError) -> None:
+        """A handled request we may not delete (requests/ made by root): say once how to fix it, and go
+        on; the log names the file, so neither this run nor the next applies it again."""
+        try:
+            st = path.stat()
+            key = (path.name, st.st_ino, st.st_mtime_ns)
+        except OSError:
+            return
+        if key in self._stuck_requests:
+            return
+        self._stuck_requests.add(key)
+        spool_dir = self.paths.requests
+        self.log.error(
+            "request_not_removed",
+            file=str(path),
+            error=exc.strerror or str(exc),
+            hint=f"{spool_dir} must belong to the user nkod runs as (uid {os.getuid()}, gid {os.getgid()}): "
+            f"chown -R {os.getuid()}:{os.getgid()} {spool_dir} && chmod 2770 {spool_dir}. "
+            "The request was handled once and is not applied again.",
+        )
 
     def _request_drafts(self, req: spool.Request) -> list[Draft]:
         if req.type == "retry":
@@ -853,6 +954,7 @@ class Daemon:
                     "video_id": vid,
                     "status": "completed",
                     "source": req.body.get("source"),
+                    "request": req.name,
                 }
             )
         for f in req.body.get("failed", []):
@@ -869,6 +971,7 @@ class Daemon:
                     "error": str(f.get("error") or ""),
                     "timestamp": str(f.get("timestamp") or ""),
                     "source": req.body.get("source"),
+                    "request": req.name,
                 }
             )
         if not drafts:

@@ -105,4 +105,10 @@ class RequestError(NkodError):
 
 
 class StorageError(NkodError):
-    """A durable write failed: the disk is full or read-only. The log is left valid."""
+    """A durable write failed: the disk is full or read-only. The log is left valid.
+
+    `hint` says what to do when it is not the usual "free space or make it writable"."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from nkod import codec
-from nkod.errors import LogCorruptError, LogVersionError, StorageError
-from nkod.fsutil import fsync_dir
+from nkod.errors import LogCorruptError, LogError, LogVersionError, StorageError
+from nkod.fsutil import NotRegularFileError, fsync_dir, open_regular
 from nkod.state import format_ts
 
 CHUNK = 1 << 20
@@ -80,10 +80,12 @@ def scan(
     res.end_offset = start_offset
     res.last_seq = prev_seq
     line_no = first_line - 1
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below; a generator cannot use `with` across yields cleanly
+    try:  # a FIFO or device in its place is refused at once, never waited on
+        f = open_regular(path, follow_symlinks=True)
     except FileNotFoundError:
         return
+    except NotRegularFileError as exc:
+        raise LogError(f"{exc}; move it aside (the log must be the file nkod wrote)") from exc
     with f:
         f.seek(start_offset)
         offset = start_offset
@@ -134,7 +136,7 @@ def line_ending_at(path: Path, offset: int) -> dict[str, Any] | None:
     window = 65536
     while True:  # widen until the line's start is inside (a videos_added line can be megabytes)
         try:
-            with open(path, "rb") as f:
+            with open_regular(path) as f:
                 start = max(0, offset - window)
                 f.seek(start)
                 data = f.read(offset - start)

@@ -18,21 +18,31 @@ import os
 from pathlib import Path
 
 from nkod.errors import LockHeldError
+from nkod.fsutil import owner_for, read_regular
 from nkod.paths import Paths
 
 
 def _pid_in_file(path: Path) -> int | None:
     try:
-        text = path.read_text().strip()
+        text = read_regular(path, 64).decode().strip()  # a FIFO put there must not hang nkoctl status
     except (OSError, UnicodeDecodeError):
         return None
     return int(text) if text.isdigit() else None
 
 
 def _lock_file(path: Path) -> int:
-    """Open (creating) and flock `path`, then write our PID into it. Raises BlockingIOError if held."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    """Open (creating) and flock `path`, then write our PID into it. Raises BlockingIOError if held.
+
+    Group-writable (the umask decides: 0660 under the unit's UMask=0007), so an operator in group nkod can
+    take the lock for `nkoctl reset`/`fsck --repair`; made by root (sudo nkoctl) it gets the data dir's
+    owner, so the service can open it afterwards."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o664)
     try:
+        owner = owner_for(path.parent)
+        if owner is not None:
+            st = os.fstat(fd)
+            if (st.st_uid, st.st_gid) != owner:
+                os.fchown(fd, *owner)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

@@ -18,6 +18,8 @@ from typing import IO, Any
 
 import orjson
 
+from nkod.fsutil import open_regular
+
 MAX_ID_LEN = 64
 MAX_LINE_BYTES = 1 << 20
 _SKIP_CHUNK = 1 << 16  # how much of an over-long line is held at once while it is skipped
@@ -57,6 +59,7 @@ class Manifest:
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)  # in file order
     lines: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    readable: bool = True  # False: the file could not be read at all (not a regular file, permissions...)
 
 
 def _lines(source: IO[bytes]) -> Iterator[tuple[int, bytes | None, int]]:
@@ -133,15 +136,18 @@ def parse(data: bytes | IO[bytes], path: Path) -> Manifest:
 
 
 def load(path: Path) -> Manifest:
-    """Read and parse the manifest; a missing file is an empty manifest with one problem."""
+    """Read and parse the manifest; a missing or unreadable file is an empty manifest with one problem.
+
+    Only a regular file (or a symlink to one) is read, one bounded line at a time: a FIFO or a device is
+    refused at once instead of blocking or filling memory."""
     try:
-        with open(path, "rb") as source:
+        with open_regular(path) as source:  # refuses a FIFO or a device at once
             return parse(source, path)
     except FileNotFoundError:
         m = Manifest(path=path)
         m.problems.append(Problem(str(path), 0, "manifest file does not exist"))
         return m
-    except OSError as exc:  # unreadable (permissions, a directory): a problem to report, not a crash
-        m = Manifest(path=path)
+    except OSError as exc:  # a FIFO, a device, a directory, permissions: a problem to report, not a crash
+        m = Manifest(path=path, readable=False)
         m.problems.append(Problem(str(path), 0, f"cannot read the manifest: {exc.strerror or exc}"))
         return m

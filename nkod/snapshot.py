@@ -16,10 +16,11 @@ from typing import Any
 import orjson
 
 from nkod import eventlog
-from nkod.fsutil import atomic_write
+from nkod.fsutil import atomic_write, read_regular
 from nkod.state import Projector, Session, State, Status, Video
 
 SNAPSHOT_VERSION = 1
+MAX_SNAPSHOT_BYTES = 4 << 30  # far above any real snapshot; a bound on what a bad file can cost
 
 # Short keys keep snapshots of 100k+ videos small and fast to load.
 _VIDEO_FIELDS = (
@@ -129,12 +130,12 @@ class Loaded:
 
 def load(path: Path, log_path: Path) -> Loaded:
     """The snapshot's state if it is whole and matches the log; else why not."""
-    try:
-        data = path.read_bytes()
+    try:  # never a FIFO (it would block) nor a symlink: nkod writes this file itself
+        data = read_regular(path, MAX_SNAPSHOT_BYTES, follow_symlinks=False)
     except FileNotFoundError:
         return Loaded(None, None)
     except OSError as exc:
-        return Loaded(None, f"cannot read {path}: {exc}")
+        return Loaded(None, f"cannot read {path}: {exc.strerror or exc}; rebuilding from the log")
     try:
         if not data.startswith(b'{"crc":"') or data[16:23] != b'","doc"':
             raise ValueError("not a snapshot file")

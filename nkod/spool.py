@@ -7,7 +7,9 @@ to ``requests/rejected/`` with the reason logged; it never stops the daemon.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 import orjson
 
 from nkod.errors import RequestError
-from nkod.fsutil import atomic_write
+from nkod.fsutil import NotRegularFileError, atomic_write, make_dir, owner_for, read_regular
 from nkod.manifest import id_problem
 
 REQUEST_TYPES = ("retry", "import_checkpoint", "reset")
@@ -35,14 +37,19 @@ class Request:
 
 
 def submit(spool: Path, type_: str, **body: Any) -> Path:
-    """Drop a request file (nkoctl side). Returns its path."""
-    spool.mkdir(parents=True, exist_ok=True)
+    """Drop a request file (nkoctl side). Returns its path.
+
+    Run as root in a data dir that belongs to the service user, the spool and the file get that
+    owner (and group-writable modes), so the daemon can always read and delete what it is sent."""
+    owner = owner_for(spool.parent)
+    make_dir(spool, owner)
     name = f"{time.time_ns():020d}-{os.urandom(4).hex()}.json"
     path = spool / name
     atomic_write(
         path,
         orjson.dumps({"type": type_, "requested_at": time.time(), "pid": os.getpid(), **body}),
         mode=0o660,
+        owner=owner,
     )
     return path
 
@@ -67,13 +74,16 @@ def _id_list(path: Path, value: object, key: str) -> list[str]:
 
 
 def parse(path: Path) -> Request:
-    """Read and check one request file; RequestError names the file and what is wrong."""
+    """Read and check one request file; RequestError names the file and what is wrong.
+
+    Its size is checked (fstat) before anything is read, so a huge file costs no memory; a symlink or
+    anything but a regular file is refused unread."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path, MAX_REQUEST_BYTES, follow_symlinks=False)
+    except NotRegularFileError as exc:
+        raise RequestError(f"{path}: {exc.strerror}") from exc
     except OSError as exc:
         raise RequestError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if len(data) > MAX_REQUEST_BYTES:
-        raise RequestError(f"{path}: {len(data)} bytes is too large")
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -100,9 +110,31 @@ def parse(path: Path) -> Request:
 
 
 def reject(req_path: Path, reason: str) -> Path:
+    """Move a bad request into ``rejected/`` beside its reason. Nothing is written through a symlink:
+    ``rejected`` that is a symlink (or not a directory) is moved aside and a real directory made, and
+    the files are made relative to the directory's own fd, never following a link."""
     rejected = req_path.parent / "rejected"
-    rejected.mkdir(exist_ok=True)
-    target = rejected / req_path.name
-    (rejected / (req_path.name + ".reason.txt")).write_text(reason + "\n")  # before: nkoctl reads it then
-    os.replace(req_path, target)
-    return target
+    try:
+        st = os.lstat(rejected)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISDIR(st.st_mode):  # a symlink (maybe to a dir outside): never used
+        os.rename(rejected, rejected.with_name(f"rejected.not-a-dir-{time.time_ns()}"))
+        st = None
+    if st is None:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(rejected, 0o770)
+    dir_fd = os.open(rejected, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        reason_name = req_path.name + ".reason.txt"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(reason_name, dir_fd=dir_fd)
+        fd = os.open(reason_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o660, dir_fd=dir_fd)
+        try:
+            os.write(fd, (reason + "\n").encode())  # before the move: nkoctl reads it then
+        finally:
+            os.close(fd)
+        os.replace(req_path, req_path.name, dst_dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+    return rejected / req_path.name
