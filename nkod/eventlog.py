@@ -68,6 +68,82 @@ def _any_good_line(data: bytes) -> bool:
     return False
 
 
+def scan_chunks(
+    path: Path,
+    start_offset: int = 0,
+    prev_seq: int = 0,
+    first_line: int = 1,
+    result: ScanResult | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """The checked events of `path` from `start_offset`, a list per chunk read (a replay's fast path: no
+    per-event bookkeeping). `result` is brought up to date before each list is yielded; on damage, the
+    good events before it are yielded first, then LogCorruptError is raised (a torn tail: `result.torn`)."""
+    res = result if result is not None else ScanResult()
+    res.end_offset = start_offset
+    res.last_seq = prev_seq
+    res.lines = first_line - 1
+    try:  # a FIFO or device in its place is refused at once, never waited on
+        f = open_regular(path, follow_symlinks=True)
+    except FileNotFoundError:
+        return
+    except NotRegularFileError as exc:
+        raise LogError(f"{exc}; move it aside (the log must be the file nkod wrote)") from exc
+    decode, line_error, version = codec.decode, codec.LineError, codec.FORMAT_VERSION
+    with f:
+        f.seek(start_offset)
+        pending = b""
+        while True:
+            chunk = f.read(CHUNK)
+            data = pending + chunk if pending else chunk
+            if not data:
+                break
+            lines = data.split(b"\n")
+            pending = lines.pop()  # no newline yet (or b"")
+            events: list[dict[str, Any]] = []
+            append = events.append
+            seq = res.last_seq
+            problem: str | None = None
+            for raw in lines:
+                try:
+                    event = decode(raw)
+                except line_error as exc:
+                    problem = str(exc)
+                    break
+                # The checks of _check_event, inline: this loop runs once per event of a replay.
+                v, seq_now = event.get("v"), event.get("seq")
+                if (
+                    type(v) is not int
+                    or v > version
+                    or type(seq_now) is not int
+                    or (seq and seq_now != seq + 1)
+                    or type(event.get("type")) is not str
+                    or type(event.get("ts")) is not str
+                ):
+                    offset = res.end_offset + sum(len(x) + 1 for x in lines[: len(events)])
+                    seq_now = _check_event(path, event, res.lines + len(events) + 1, offset, seq)  # raises
+                seq = seq_now
+                append(event)
+            if events:
+                res.end_offset += sum(len(x) + 1 for x in lines[: len(events)])
+                res.lines += len(events)
+                res.last_seq = seq
+                yield events
+            if problem is not None:
+                raw = lines[len(events)]
+                offset = res.end_offset
+                # Is there a good line after this one? Then it is damage, not a torn tail.
+                f.seek(offset + len(raw) + 1)
+                after = f.read()
+                if _any_good_line(after):
+                    raise LogCorruptError(path, res.lines + 1, offset, problem)
+                res.torn = TornTail(offset, len(raw) + 1 + len(after), res.lines + 1, problem)
+                return
+            if not chunk:  # EOF: whatever is left has no newline: torn
+                break
+        if pending:
+            res.torn = TornTail(res.end_offset, len(pending), res.lines + 1, "last line has no newline (torn write)")
+
+
 def scan(
     path: Path,
     start_offset: int = 0,
@@ -75,52 +151,20 @@ def scan(
     first_line: int = 1,
     result: ScanResult | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield the events of `path` from `start_offset`, checked. Fills `result` as it goes."""
+    """Yield the events of `path` from `start_offset`, checked. Fills `result` as it goes: `lines` and
+    `last_seq` after each event, `end_offset` after each chunk; all exact when the iteration ends or raises."""
     res = result if result is not None else ScanResult()
-    res.end_offset = start_offset
-    res.last_seq = prev_seq
-    line_no = first_line - 1
-    try:  # a FIFO or device in its place is refused at once, never waited on
-        f = open_regular(path, follow_symlinks=True)
-    except FileNotFoundError:
-        return
-    except NotRegularFileError as exc:
-        raise LogError(f"{exc}; move it aside (the log must be the file nkod wrote)") from exc
-    with f:
-        f.seek(start_offset)
-        offset = start_offset
-        pending = b""
-        while True:
-            chunk = f.read(CHUNK)
-            data = pending + chunk
-            if not data:
-                break
-            lines = data.split(b"\n")
-            pending = lines.pop()  # no newline yet (or b"")
-            lines_at_eof = not chunk  # EOF: whatever is left has no newline: torn
-            for raw in lines:
-                line_no += 1
-                try:
-                    event = codec.decode(raw)
-                except codec.LineError as exc:
-                    # Is there a good line after this one? Then it is damage, not a torn tail.
-                    f.seek(offset + len(raw) + 1)
-                    after = f.read()
-                    if _any_good_line(after):
-                        raise LogCorruptError(path, line_no, offset, str(exc)) from None
-                    res.torn = TornTail(offset, len(raw) + 1 + len(after), line_no, str(exc))
-                    return
-                seq = _check_event(path, event, line_no, offset, res.last_seq)
-                offset += len(raw) + 1
-                res.end_offset = offset
-                res.last_seq = seq
-                res.lines = line_no
+    chunks = ScanResult()
+    res.end_offset, res.last_seq, res.lines = start_offset, prev_seq, first_line - 1
+    try:
+        for events in scan_chunks(path, start_offset, prev_seq, first_line, chunks):
+            for event in events:
+                res.lines += 1
+                res.last_seq = event["seq"]
                 yield event
-            if lines_at_eof:
-                break
-        if pending:
-            line_no += 1
-            res.torn = TornTail(offset, len(pending), line_no, "last line has no newline (torn write)")
+            res.end_offset = chunks.end_offset
+    finally:
+        res.torn = chunks.torn
 
 
 def read_all(path: Path) -> tuple[list[dict[str, Any]], ScanResult]:

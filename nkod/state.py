@@ -7,6 +7,12 @@ clock or logs. Time comes in on the events (``ts``).
 one event at a time and cannot afford to copy every video per event: it mutates private dicts of frozen
 :class:`Video` values and hands out frozen :class:`State` copies on demand. ``apply``/``fold`` are built
 on it, so there is one implementation of the semantics.
+
+Within one :meth:`Projector.apply_all` call (a replay: a million events over a few thousand videos) a
+video is copied once, the first time an event touches it, and that private copy is then changed in
+place by the following events: nothing outside can see it before the call returns, and from then on it
+is never changed again (the next call copies it first). So the result is the same as building a new
+frozen Video per event, at a fraction of the cost.
 """
 
 from __future__ import annotations
@@ -67,6 +73,42 @@ def replace(video: Video, **changes: Any) -> Video:
     for name in _VIDEO_FIELDS:
         _set(new, name, changes[name] if name in changes else getattr(video, name))
     return new
+
+
+class _Draft:
+    """A video being changed inside one :meth:`Projector.apply_all` call: Video's fields, mutable (setting
+    a slot is ~25x cheaper than ``object.__setattr__`` on the frozen Video); frozen when the call ends."""
+
+    __slots__ = _VIDEO_FIELDS
+    video_id: str
+    status: Status
+    failures: int
+    starts: int
+    attempt: int
+    started_seq: int
+    started_at: str | None
+    not_before: str | None
+    error: str | None
+    error_kind: str | None
+    failed_at: str | None
+    completed_at: str | None
+    counts: Mapping[str, float] | None
+    imported: bool
+    retry_delay: float | None
+
+
+def _draft(v: Video) -> _Draft:
+    d = _Draft.__new__(_Draft)
+    for name in _VIDEO_FIELDS:
+        setattr(d, name, getattr(v, name))
+    return d
+
+
+def _freeze(d: _Draft) -> Video:
+    v: Video = _new(Video)
+    for name in _VIDEO_FIELDS:
+        _set(v, name, getattr(d, name))
+    return v
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +188,7 @@ class Projector:
         # event would cost the replay's hot path.
         self.open_seconds = s.session.open_seconds
         self.manifest_problems = s.manifest_problems
+        self._drafts: dict[str, _Draft] = {}  # the videos the running apply_all call changes, in place
         # Indexes so the daemon never scans every video per decision: interrupted videos (redone first)
         # and pending ones, each in the order they became runnable; and how many are in each status.
         self.redo: dict[str, None] = dict.fromkeys(
@@ -189,23 +232,32 @@ class Projector:
 
     # -- the fold -----------------------------------------------------------------------------
     def apply(self, event: Event) -> None:
-        seq = event["seq"]
-        if seq != self.seq + 1:
-            raise ValueError(f"event seq {seq} does not follow {self.seq}")
-        mutate = _MUTATORS.get(event["type"])
-        if mutate is not None:  # an unknown type of the same version changes nothing
-            mutate(self, event)
-        secs = event.get("session_seconds")
-        if secs is not None:
-            self._note_session_seconds(secs)
-        self.seq = seq
-        if not (event["type"] == "log_repaired" and "backup" in event):
-            # nkoctl fsck's repair note is not the daemon's word: it must not stretch a session's time
-            self.last_ts = event["ts"]
+        self.apply_all((event,))
 
     def apply_all(self, events: Iterable[Event]) -> None:
-        for event in events:
-            self.apply(event)
+        mutators = _MUTATORS
+        try:
+            for event in events:
+                seq = event["seq"]
+                if seq != self.seq + 1:
+                    raise ValueError(f"event seq {seq} does not follow {self.seq}")
+                kind = event["type"]
+                mutate = mutators.get(kind)
+                if mutate is not None:  # an unknown type of the same version changes nothing
+                    mutate(self, event)
+                secs = event.get("session_seconds")
+                if secs is not None:
+                    self._note_session_seconds(secs)
+                self.seq = seq
+                if kind != "log_repaired" or "backup" not in event:
+                    # nkoctl fsck's repair note is not the daemon's word: it must not stretch a session's time
+                    self.last_ts = event["ts"]
+        finally:
+            # What this call changed, frozen: from now on nothing changes these values in place.
+            videos = self.videos
+            for vid, d in self._drafts.items():
+                videos[vid] = _freeze(d)
+            self._drafts.clear()
 
     # -- helpers for mutators -------------------------------------------------------------------
     def _note_session_seconds(self, secs: Any) -> None:
@@ -217,34 +269,51 @@ class Projector:
         if value >= 0 and (self.open_seconds is None or value > self.open_seconds):
             self.open_seconds = float(value)
 
-    def _put(self, video: Video) -> None:
-        old = self.videos.get(video.video_id)
-        self.videos[video.video_id] = video
-        if old is not None:
-            self.status_counts[old.status] -= 1
-        self.status_counts[video.status] += 1
-        vid = video.video_id
-        if video.status is Status.INTERRUPTED:
-            self.queue.pop(vid, None)
-            self.redo.setdefault(vid, None)
-        elif video.status is Status.PENDING:
-            self.redo.pop(vid, None)
-            self.queue.setdefault(vid, None)  # a video already waiting keeps its place
-        else:
-            self.redo.pop(vid, None)
-            self.queue.pop(vid, None)
-        if old is not None and old.status is Status.COMPLETED and old.counts:
-            self._add_totals(old.counts, -1)
-        if video.status is Status.COMPLETED and video.counts:
-            self._add_totals(video.counts, +1)
-
     def _add_totals(self, counts: Mapping[str, float], sign: int) -> None:
         for key, value in counts.items():
             self.totals[key] = self.totals.get(key, 0) + sign * value
 
-    def _video(self, event: Event) -> Video:
-        vid: str = event["video_id"]
-        return self.videos.get(vid) or Video(video_id=vid)
+    def _current(self, vid: str) -> Video | _Draft | None:
+        """`vid` as this apply_all call sees it (its draft, if an event of the call changed it)."""
+        return self._drafts.get(vid) or self.videos.get(vid)
+
+    def _edit(self, vid: str) -> tuple[_Draft, Status | None, Mapping[str, float] | None]:
+        """`vid`'s draft in this apply_all call (made from its Video on first touch, or new), to be changed
+        and then passed to :meth:`_settle`; with its status and counts before (None: a new video)."""
+        d = self._drafts.get(vid)
+        if d is not None:
+            return d, d.status, d.counts
+        v = self.videos.get(vid)
+        if v is None:
+            v = Video(video_id=vid)
+            self.videos[vid] = v  # its place in the order: the draft is frozen into it at the end
+            d = self._drafts[vid] = _draft(v)
+            return d, None, None
+        d = self._drafts[vid] = _draft(v)
+        return d, v.status, v.counts
+
+    def _settle(self, v: _Draft, old: Status | None, old_counts: Mapping[str, float] | None) -> None:
+        """Bring the indexes and totals up to date after :meth:`_edit`'s draft changed."""
+        new = v.status
+        if new is not old:
+            counts = self.status_counts
+            if old is not None:
+                counts[old] -= 1
+            counts[new] += 1
+            vid = v.video_id
+            if new is Status.INTERRUPTED:
+                self.queue.pop(vid, None)
+                self.redo.setdefault(vid, None)
+            elif new is Status.PENDING:
+                self.redo.pop(vid, None)
+                self.queue.setdefault(vid, None)  # a video already waiting keeps its place
+            else:
+                self.redo.pop(vid, None)
+                self.queue.pop(vid, None)
+        if old is Status.COMPLETED and old_counts:
+            self._add_totals(old_counts, -1)
+        if new is Status.COMPLETED and v.counts:
+            self._add_totals(v.counts, +1)
 
 
 # -- one mutator per event type --------------------------------------------------------------------
@@ -278,56 +347,50 @@ def _mutate_daemon_stopped(p: Projector, e: Event) -> None:
 def _mutate_videos_added(p: Projector, e: Event) -> None:
     for vid in e["video_ids"]:
         if vid not in p.videos:
-            p._put(Video(video_id=vid))
+            p._settle(*p._edit(vid))
+
+
+# Each mutator reads the event's fields before it edits: a field that does not read changes nothing.
 
 
 def _mutate_video_started(p: Projector, e: Event) -> None:
-    v = p._video(e)
-    p._put(
-        replace(
-            v,
-            status=Status.RUNNING,
-            starts=v.starts + 1,
-            attempt=e["attempt"],
-            started_seq=e.get("orig_seq", e["seq"]),  # fsck --repair renumbers; outputs name the original
-            started_at=e["ts"],
-            not_before=None,
-            retry_delay=None,
-        )
-    )
+    attempt, started_seq, ts = e["attempt"], e.get("orig_seq", e["seq"]), e["ts"]
+    v, old, old_counts = p._edit(e["video_id"])
+    v.status = Status.RUNNING
+    v.starts = v.starts + 1
+    v.attempt = attempt
+    v.started_seq = started_seq  # fsck --repair renumbers; outputs name the original
+    v.started_at = ts
+    v.not_before = None
+    v.retry_delay = None
+    p._settle(v, old, old_counts)
 
 
 def _mutate_video_completed(p: Projector, e: Event) -> None:
-    v = p._video(e)
-    counts = e.get("counts") or {}
-    p._put(
-        replace(
-            v,
-            status=Status.COMPLETED,
-            counts=MappingProxyType(dict(counts)),
-            completed_at=e["ts"],
-            error=None,
-            error_kind=None,
-            not_before=None,
-            retry_delay=None,
-        )
-    )
+    counts, ts = MappingProxyType(dict(e.get("counts") or {})), e["ts"]
+    v, old, old_counts = p._edit(e["video_id"])
+    v.status = Status.COMPLETED
+    v.counts = counts
+    v.completed_at = ts
+    v.error = None
+    v.error_kind = None
+    v.not_before = None
+    v.retry_delay = None
+    p._settle(v, old, old_counts)
     p.completed_by_nkod += 1
 
 
 def _mutate_video_retry_scheduled(p: Projector, e: Event) -> None:
-    v = p._video(e)
-    p._put(
-        replace(
-            v,
-            status=Status.PENDING,
-            failures=v.failures + 1,
-            not_before=e["not_before"],
-            retry_delay=_retry_delay(e),
-            error=e["error"],
-            error_kind=e.get("error_kind", "transient"),
-        )
-    )
+    not_before, error, kind = e["not_before"], e["error"], e.get("error_kind", "transient")
+    delay = _retry_delay(e)
+    v, old, old_counts = p._edit(e["video_id"])
+    v.status = Status.PENDING
+    v.failures = v.failures + 1
+    v.not_before = not_before
+    v.retry_delay = delay
+    v.error = error
+    v.error_kind = kind
+    p._settle(v, old, old_counts)
 
 
 def _retry_delay(e: Event) -> float | None:
@@ -343,59 +406,58 @@ def _retry_delay(e: Event) -> float | None:
 
 
 def _mutate_video_failed(p: Projector, e: Event) -> None:
-    v = p._video(e)
-    p._put(
-        replace(
-            v,
-            status=Status.FAILED,
-            failures=v.failures + 1,
-            error=e["error"],
-            error_kind=e.get("error_kind", "permanent"),
-            failed_at=e["ts"],
-            not_before=None,
-            retry_delay=None,
-        )
-    )
+    error, kind, ts = e["error"], e.get("error_kind", "permanent"), e["ts"]
+    v, old, old_counts = p._edit(e["video_id"])
+    v.status = Status.FAILED
+    v.failures = v.failures + 1
+    v.error = error
+    v.error_kind = kind
+    v.failed_at = ts
+    v.not_before = None
+    v.retry_delay = None
+    p._settle(v, old, old_counts)
 
 
 def _mutate_video_interrupted(p: Projector, e: Event) -> None:
-    v = p._video(e)
-    p._put(replace(v, status=Status.INTERRUPTED, error=e.get("reason"), error_kind="interrupted"))
+    reason = e.get("reason")
+    v, old, old_counts = p._edit(e["video_id"])
+    v.status = Status.INTERRUPTED
+    v.error = reason
+    v.error_kind = "interrupted"
+    p._settle(v, old, old_counts)
 
 
 def _mutate_retry_requested(p: Projector, e: Event) -> None:
-    v = p.videos.get(e["video_id"])
-    if v is None or v.status in (Status.RUNNING, Status.COMPLETED):
+    vid = e["video_id"]
+    now = p._current(vid)
+    if now is None or now.status in (Status.RUNNING, Status.COMPLETED):
         return
-    p._put(
-        replace(
-            v,
-            status=Status.PENDING if v.status is not Status.INTERRUPTED else Status.INTERRUPTED,
-            failures=0,
-            not_before=None,
-            retry_delay=None,
-            error=None,
-            error_kind=None,
-            failed_at=None,
-        )
-    )
+    v, old, old_counts = p._edit(vid)
+    # an interrupted video stays interrupted (it runs first anyway); a failed one waits again
+    v.status = Status.PENDING if v.status is not Status.INTERRUPTED else Status.INTERRUPTED
+    v.failures = 0
+    v.not_before = None
+    v.retry_delay = None
+    v.error = None
+    v.error_kind = None
+    v.failed_at = None
+    p._settle(v, old, old_counts)
 
 
 def _mutate_video_imported(p: Projector, e: Event) -> None:
-    v = p._video(e)
-    if e["status"] == "completed":
-        p._put(replace(v, status=Status.COMPLETED, completed_at=e.get("timestamp") or e["ts"], imported=True))
+    completed, when = e["status"] == "completed", e.get("timestamp") or e["ts"]
+    error = None if completed else (e.get("error") or "failed in the old run (imported)")
+    v, old, old_counts = p._edit(e["video_id"])
+    if completed:
+        v.status = Status.COMPLETED
+        v.completed_at = when
     else:
-        p._put(
-            replace(
-                v,
-                status=Status.FAILED,
-                error=e.get("error") or "failed in the old run (imported)",
-                error_kind="permanent",
-                failed_at=e.get("timestamp") or e["ts"],
-                imported=True,
-            )
-        )
+        v.status = Status.FAILED
+        v.error = error
+        v.error_kind = "permanent"
+        v.failed_at = when
+    v.imported = True
+    p._settle(v, old, old_counts)
 
 
 def _mutate_manifest_checked(p: Projector, e: Event) -> None:
