@@ -98,14 +98,17 @@ class Ctl:
             raise CtlError(str(exc), EXIT_LOG) from exc
         except LogError as exc:
             raise CtlError(str(exc), EXIT_LOG) from exc
-        if replay.scan.torn is not None:
-            t = replay.scan.torn
+        self._note_torn(replay.scan)
+        return replay.projector
+
+    def _note_torn(self, scan: eventlog.ScanResult) -> None:
+        if scan.torn is not None:
+            t = scan.torn
             self.console.print(
                 f"[yellow]note:[/] {self.paths.log} ends in a torn line {t.line} ({t.length} bytes, {t.reason});"
                 " the daemon cuts it at its next start",
                 highlight=False,
             )
-        return replay.projector
 
     def activity(self) -> dict[str, Any] | None:
         try:
@@ -115,11 +118,28 @@ class Ctl:
         return doc if isinstance(doc, dict) else None
 
     def status_doc(self, projector: Projector | None = None) -> dict[str, Any]:
+        summary = None
+        if projector is None:
+            fast = self._status_replay()
+            if fast is not None:
+                projector, summary = fast.projector, fast.summary
         p = projector or self.load()
         pid = self.daemon_pid()
         activity = self.activity() if pid else None
         session = views.live_session_seconds(activity, pid, time.monotonic())
-        return views.status_doc(p, datetime.now(UTC), pid, activity, session)
+        return views.status_doc(p, datetime.now(UTC), pid, activity, session, summary)
+
+    def _status_replay(self) -> snapshot.StatusReplay | None:
+        """The snapshot's summary plus the log's tail (None: no usable snapshot; then a full replay)."""
+        if not self.paths.root.is_dir():
+            return None
+        try:
+            fast = snapshot.status_replay(self.paths.log, self.paths.snapshot)
+        except LogError:
+            return None  # the full replay says what is wrong
+        if fast is not None:
+            self._note_torn(fast.scan)
+        return fast
 
     # -- commands ------------------------------------------------------------------------------
     def status(self, as_json: bool, watch: bool, interval: float) -> int:

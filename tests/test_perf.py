@@ -1,0 +1,151 @@
+"""Fast at any size (issue 13): the shortcuts that make status, replay and the manifest cheap give exactly
+what the slow, obvious way gives."""
+
+from __future__ import annotations
+
+import tempfile
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nkod import codec, eventlog, snapshot, views
+from nkod.state import Projector, fold
+from tests.helpers import DataDir
+from tests.strategies import events, stamp
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def _write_log(path: Path, log: list[dict[str, Any]]) -> list[int]:
+    """Write `log` with the real codec; the byte offset after each line."""
+    ends, offset = [], 0
+    with open(path, "wb") as f:
+        for e in log:
+            line = codec.encode(e)
+            f.write(line)
+            offset += len(line)
+            ends.append(offset)
+    return ends
+
+
+def _status_via_summary(root: Path) -> dict[str, Any] | None:
+    fast = snapshot.status_replay(root / "events.jsonl", root / "snapshot.json")
+    if fast is None:
+        return None
+    return views.status_doc(fast.projector, NOW, None, None, None, fast.summary)
+
+
+def _status_via_full_replay(root: Path) -> dict[str, Any]:
+    rep = snapshot.replay(root / "events.jsonl", root / "snapshot.json", use_snapshot=False)
+    return views.status_doc(rep.projector, NOW, None)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events, st.data())
+def test_status_from_snapshot_summary_and_tail_equals_full_replay(
+    log: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """For any log and any snapshot point, status from the snapshot's summary plus the tail (rows parsed only
+    for the videos the tail names) is the very document a full replay gives."""
+    cut = data.draw(st.integers(1, len(log)), label="snapshot after event")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        ends = _write_log(root / "events.jsonl", log)
+        p = Projector()
+        p.apply_all(log[:cut])
+        p.offset = ends[cut - 1]
+        snapshot.write(root / "snapshot.json", p)
+        got = _status_via_summary(root)
+        assert got is not None, "a matching format-2 snapshot is used"
+        assert got == _status_via_full_replay(root)
+
+
+def test_summary_equals_the_status_lists_of_the_state() -> None:
+    """views.summary of a state's videos is what status_doc computes from the state itself."""
+    log = stamp(
+        [
+            {"type": "log_created", "log_id": "L"},
+            {"type": "videos_added", "video_ids": ["a", "b", "c", "d"]},
+            {"type": "video_started", "video_id": "c", "attempt": 1},
+            {"type": "video_failed", "video_id": "c", "attempt": 1, "error": "gone"},
+            {"type": "video_started", "video_id": "a", "attempt": 1},
+            {"type": "video_started", "video_id": "b", "attempt": 1},
+            {"type": "video_interrupted", "video_id": "b", "attempt": 1, "reason": "stop"},
+        ]
+    )
+    s = fold(log)
+    summary = views.summary(s.videos.values())
+    assert summary["running"] == ["a"] and summary["interrupted"] == ["b"]
+    assert [f["id"] for f in summary["failed"]] == ["c"]
+    assert summary["counts"] == {"pending": 1, "running": 1, "completed": 0, "failed": 1, "interrupted": 1}
+
+
+def _format1_snapshot(path: Path, p: Projector) -> None:
+    body = orjson.dumps({"v": 1, "state": snapshot.state_to_doc(p)})
+    path.write_bytes(b'{"crc":"%08x","doc":%s}' % (zlib.crc32(body), body))
+
+
+def test_a_format_1_snapshot_still_loads_and_status_falls_back_to_it(tmp_path: Path) -> None:
+    """A snapshot written by an older nkod (format 1) is still used by replay; status, finding no summary
+    in it, replays instead and prints the same document."""
+    log = stamp([{"type": "log_created", "log_id": "L"}, {"type": "videos_added", "video_ids": ["a", "b"]}])
+    ends = _write_log(tmp_path / "events.jsonl", log)
+    p = Projector()
+    p.apply_all(log)
+    p.offset = ends[-1]
+    _format1_snapshot(tmp_path / "snapshot.json", p)
+    rep = snapshot.replay(tmp_path / "events.jsonl", tmp_path / "snapshot.json")
+    assert rep.snapshot_used and rep.projector.state() == p.state()
+    assert snapshot.status_replay(tmp_path / "events.jsonl", tmp_path / "snapshot.json") is None
+
+
+def test_damaged_video_rows_make_the_snapshot_ignored_not_trusted(tmp_path: Path) -> None:
+    """A flipped byte in a format-2 snapshot's rows (its first line intact): replay ignores the snapshot, and
+    status, which needs a row of it for the tail, falls back to the full replay."""
+    log = stamp(
+        [
+            {"type": "log_created", "log_id": "L"},
+            {"type": "videos_added", "video_ids": ["a", "b"]},
+            {"type": "video_started", "video_id": "a", "attempt": 1},
+        ]
+    )
+    ends = _write_log(tmp_path / "events.jsonl", log)
+    p = Projector()
+    p.apply_all(log[:2])
+    p.offset = ends[1]
+    snap = tmp_path / "snapshot.json"
+    snapshot.write(snap, p)
+    data = bytearray(snap.read_bytes())
+    data[-5] ^= 0x01  # inside the last row
+    snap.write_bytes(bytes(data))
+    rep = snapshot.replay(tmp_path / "events.jsonl", snap)
+    assert not rep.snapshot_used and "damaged" in (rep.snapshot_problem or "")
+    assert snapshot.status_replay(tmp_path / "events.jsonl", snap) is None
+
+
+def test_nkoctl_status_reads_the_summary_and_tail_and_agrees_with_a_full_replay(tmp_path: Path) -> None:
+    """The real nkoctl status --json on a daemon's data dir with a snapshot behind the log's end prints what it
+    prints with the snapshot deleted (the snapshot is only an optimisation)."""
+    d = DataDir(tmp_path / "data", snapshot_every=3)
+    d.manifest([{"video_id": f"v{i}", "path": "x.mp4", "frames": 2} for i in range(5)])
+    assert d.run("--once").returncode == 0
+    # The daemon leaves a snapshot at its end; make one behind the end, as while it runs.
+    log, _ = eventlog.read_all(d.log)
+    p = Projector()
+    p.apply_all(log[:-4])
+    p.offset = sum(len(codec.encode(e)) for e in log[:-4])
+    snapshot.write(d.root / "snapshot.json", p)
+    assert snapshot.status_replay(d.log, d.root / "snapshot.json") is not None
+    with_snapshot = d.status()
+    (d.root / "snapshot.json").unlink()
+    without = d.status()
+    for doc in (with_snapshot, without):
+        doc.pop("elapsed_seconds")
+        doc.pop("rate_per_hour")
+        doc.pop("eta_seconds")
+    assert with_snapshot == without and with_snapshot["completed"] == 5
