@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -16,18 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from nkod import codec, decide, eventlog, lock, snapshot, spool, views
+from nkod import codec, eventlog, lock, snapshot, views
 from nkod.errors import LockHeldError, LogCorruptError, LogError, RequestError
 from nkod.fsutil import fsync_dir, fsync_file, make_dir, owner_for, read_regular
-from nkod.manifest import id_problem
-from nkod.manifest import load as load_manifest
 from nkod.paths import Paths
 from nkod.state import Projector, Status, format_ts
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-# rich is imported only where something is drawn: `status --json` and scripts should not pay for it.
+# rich, and the modules only some commands use (decide, spool, manifest), are imported where needed:
+# `status --json`, which monitoring runs every few seconds, should not pay for them.
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -167,6 +165,9 @@ class Ctl:
         return 0
 
     def retry(self, ids: list[str], wait: float) -> int:
+        from nkod import decide, spool
+        from nkod.manifest import id_problem
+
         for vid in ids:
             why = id_problem(vid)
             if why:
@@ -211,6 +212,9 @@ class Ctl:
             self.console.print(f"done: {what} (nkod PID {pid})")
 
     def plan(self, as_json: bool) -> int:
+        from nkod import decide
+        from nkod.manifest import load as load_manifest
+
         p = self.load()
         m = load_manifest(self.paths.root / "videos.jsonl")
         known = set(p.videos)
@@ -248,6 +252,8 @@ class Ctl:
         return 0
 
     def show(self, vid: str) -> int:
+        from nkod.manifest import id_problem
+
         why = id_problem(vid)
         if why:
             raise CtlError(f"show: {why}", EXIT_USAGE)
@@ -393,6 +399,8 @@ class Ctl:
             ) from None
 
     def import_checkpoint(self, file: Path, wait: float) -> int:
+        from nkod import spool
+
         completed, failed = parse_seed_checkpoint(file)
         path = spool.submit(
             self.paths.requests, "import_checkpoint", completed=completed, failed=failed, source=str(file)
@@ -403,6 +411,8 @@ class Ctl:
 
 def parse_seed_checkpoint(file: Path) -> tuple[list[str], list[dict[str, Any]]]:
     """Read the old run_extraction.py's extraction_checkpoint.json; errors name the file and entry."""
+    from nkod.manifest import id_problem
+
     try:
         doc = orjson.loads(read_regular(file, MAX_CHECKPOINT_BYTES))
     except OSError as exc:
@@ -580,6 +590,8 @@ class Fsck:
     ) -> int:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         backup = path.with_name(f"{path.name}.bak-{stamp}")
+        import shutil
+
         shutil.copy2(path, backup)
         fsync_file(backup)
         fsync_dir(path.parent)  # the backup exists before the log is touched
