@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from nkod.state import Projector, State, Status, Video, parse_ts
+from nkod.state import Projector, State, Status, Video, try_parse_ts
 from nkod.state import format_ts as iso
 
 Draft = dict[str, Any]
@@ -139,7 +139,10 @@ def interrupted_draft(video: Video, reason: str) -> Draft:
 
 
 def is_due(video: Video, now: datetime) -> bool:
-    return video.not_before is None or parse_ts(video.not_before) <= now
+    if video.not_before is None:
+        return True
+    when = try_parse_ts(video.not_before)
+    return when is None or when <= now
 
 
 def next_runnable(projector: Projector, available: Mapping[str, Any], now: datetime, limit: int) -> list[str]:

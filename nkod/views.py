@@ -9,16 +9,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from nkod.state import Projector, State, Status, parse_ts
+from nkod.state import Projector, State, Status, try_parse_ts
 
 
 def elapsed_seconds(state: State | Projector, now: datetime, daemon_running: bool) -> float:
     """Time spent with a daemon up: closed sessions plus the open one (to now, or to its last event)."""
     s = state.session
     total = s.active_seconds
-    if s.open_since is not None:
-        end = now if daemon_running else (parse_ts(state.last_ts) if state.last_ts else now)
-        total += max(0.0, (end - parse_ts(s.open_since)).total_seconds())
+    since = try_parse_ts(s.open_since)
+    if since is not None:  # (an odd timestamp in the log counts no time rather than stopping status)
+        end = now if daemon_running else (try_parse_ts(state.last_ts) or now)
+        total += max(0.0, (end - since).total_seconds())
     return total
 
 
