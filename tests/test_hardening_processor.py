@@ -384,3 +384,26 @@ def test_running_out_of_file_descriptors_is_a_transient_failure_not_a_disk_probl
     said = d.output_text()
     assert code == 0, said[-3000:]
     assert "storage_failed" not in said and "free space" not in said, said[-3000:]
+
+
+def test_an_fd_shortage_in_the_loop_is_reported_as_what_it_is(tmp_path: Path) -> None:
+    """With no fd at all to spare the daemon cannot list its spool: it stops (exit 75, to be restarted)
+    saying it is out of file descriptors (system_error), not that the disk is full."""
+    d = DataDir(tmp_path / "d")
+    d.manifest([])
+    proc = d.start()
+    try:
+        views = d.root / "checkpoints" / "extraction_progress.json"  # written after READY
+        wait_for(lambda: " ready " in d.output_text() and views.exists(), what="the daemon to be ready")
+        wait_for(lambda: fds_steady(proc.pid), what="the daemon to be idle")
+        _soft, hard = resource.prlimit(proc.pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (limit_leaving_one_free_fd(proc.pid) - 1, hard))
+        code = proc.wait(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    said = d.output_text()
+    assert code == 75, said[-3000:]
+    assert "system_error" in said and "out of file descriptors" in said, said[-3000:]
+    assert "storage_failed" not in said and "free space" not in said, said[-3000:]
+    assert d.run().returncode == 0  # and the next start goes on
