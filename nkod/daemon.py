@@ -118,6 +118,15 @@ def worker_exited(proc: subprocess.Popen[bytes]) -> bool:
         return proc.poll() is not None
 
 
+def remove_work(path: Path) -> None:
+    """Remove a work dir, or whatever a processor left in its place (a file, a link); best effort."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+
 class CommitRefused(Exception):
     """An output could not be committed for a reason that is the video's, not the disk's: the processor
     left no work dir (removed it, or put a file there), or the system was short of fds for a moment."""
@@ -399,7 +408,7 @@ class Daemon:
         """Work dirs left by a previous daemon belong to attempts now recorded interrupted: remove.
         So do the temp files of derived writes it was making (never renamed, so never read)."""
         for entry in self.paths.work.iterdir():
-            shutil.rmtree(entry, ignore_errors=True)
+            remove_work(entry)
         for folder in (self.paths.root, self.paths.checkpoints):  # not requests/: nkoctl may be writing
             for tmp in folder.glob(".*.tmp"):
                 tmp.unlink(missing_ok=True)
@@ -546,7 +555,7 @@ class Daemon:
         try:
             self._spawn_worker(vid, event)
         except OSError as exc:
-            shutil.rmtree(self.paths.work / vid, ignore_errors=True)
+            remove_work(self.paths.work / vid)
             self.log.warning("worker_start_failed", video_id=vid, error=describe_os_error(exc))
             outcome = Outcome(
                 ok=False, kind="transient", error=f"cannot start a worker process: {describe_os_error(exc)}"
@@ -685,10 +694,10 @@ class Daemon:
             try:
                 self._commit(job)
             except CommitRefused as exc:
-                shutil.rmtree(job.workdir, ignore_errors=True)
+                remove_work(job.workdir)
                 outcome = Outcome(ok=False, kind=exc.kind, error=str(exc))
             return decide.outcome_drafts(video, outcome, self.policy, self.now())
-        shutil.rmtree(job.workdir, ignore_errors=True)
+        remove_work(job.workdir)
         if outcome is not None and outcome.kind == "storage":
             # The disk, not the video: recorded interrupted (redone first); the caller stops the daemon.
             return [decide.interrupted_draft(video, f"storage: {outcome.error}")]

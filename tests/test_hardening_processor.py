@@ -256,6 +256,10 @@ def test_a_processor_that_removes_its_work_dir_fails_only_that_video(tmp_path: P
     assert not (d.root / "output" / "rude").exists()
     assert_usable(d)
     assert d.types("rude").count("video_started") == 1  # not redone on the next start
+    assert d.ctl("retry", "rude").returncode == 0  # and a retry starts it afresh, whatever it left
+    again = d.run()
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert d.types("rude").count("video_started") == 2 and d.types("rude")[-1] == "video_failed"
 
 
 # -- item 15: what a processor starts does not outlive its worker ---------------------------------------
