@@ -11,6 +11,7 @@ on it, so there is one implementation of the semantics.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -110,8 +111,61 @@ def parse_ts(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
+def try_parse_ts(ts: object) -> datetime | None:
+    """`ts` as an aware datetime, or None when it is not a timestamp the log writes."""
+    if not isinstance(ts, str):
+        return None
+    try:
+        dt = parse_ts(ts)
+    except ValueError:
+        return None
+    return dt if dt.tzinfo is not None else None
+
+
 def seconds_between(start: str, end: str) -> float:
-    return max(0.0, (parse_ts(end) - parse_ts(start)).total_seconds())
+    a, b = try_parse_ts(start), try_parse_ts(end)
+    return max(0.0, (b - a).total_seconds()) if a is not None and b is not None else 0.0
+
+
+# -- reading event fields: a checksummed line can hold any JSON value, and the fold must never raise ----
+# (a log nkod wrote must always replay). A value of the wrong type is treated as absent.
+MAX_COUNT = 2**53
+
+
+def _text(value: object, default: str | None = None) -> str | None:
+    return value if isinstance(value, str) else default
+
+
+def _int(value: object, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _ts_or_none(value: object) -> str | None:
+    return value if try_parse_ts(value) is not None else None  # type: ignore[return-value]
+
+
+def _counts(value: object) -> dict[str, float]:
+    """The numeric counts in `value`: a non-mapping is no counts; a non-finite or huge value is skipped."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {
+        k: v
+        for k, v in value.items()
+        if isinstance(k, str)
+        and isinstance(v, int | float)
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        and abs(v) <= MAX_COUNT
+    }
+
+
+def _problem(value: object) -> bool:
+    return (
+        isinstance(value, Mapping)
+        and isinstance(value.get("path"), str)
+        and isinstance(value.get("line"), int)
+        and isinstance(value.get("error"), str)
+    )
 
 
 def _session_length(p: Projector, end_ts: str | None) -> float:
@@ -193,7 +247,8 @@ class Projector:
         if seq != self.seq + 1:
             raise ValueError(f"event seq {seq} does not follow {self.seq}")
         mutate = _MUTATORS.get(event["type"])
-        if mutate is not None:  # an unknown type of the same version changes nothing
+        # An unknown type of the same version changes nothing; nor does a video event naming no video.
+        if mutate is not None and (event["type"] not in _VIDEO_EVENTS or _vid(event)):
             mutate(self, event)
         secs = event.get("session_seconds")
         if secs is not None:
@@ -214,7 +269,7 @@ class Projector:
         if secs.__class__ not in _NUMBER or self._session.open_since is None:
             return
         value = cast(float, secs)
-        if value >= 0 and (self.open_seconds is None or value > self.open_seconds):
+        if 0 <= value < math.inf and (self.open_seconds is None or value > self.open_seconds):
             self.open_seconds = float(value)
 
     def _put(self, video: Video) -> None:
@@ -247,11 +302,31 @@ class Projector:
         return self.videos.get(vid) or Video(video_id=vid)
 
 
+def _vid(event: Event) -> bool:
+    """Does `event` name a video (a non-empty string id)?"""
+    vid = event.get("video_id")
+    return isinstance(vid, str) and bool(vid)
+
+
+# The events that must name a video to mean anything.
+_VIDEO_EVENTS = frozenset(
+    {
+        "video_started",
+        "video_completed",
+        "video_retry_scheduled",
+        "video_failed",
+        "video_interrupted",
+        "retry_requested",
+        "video_imported",
+    }
+)
+
+
 # -- one mutator per event type --------------------------------------------------------------------
 
 
 def _mutate_log_created(p: Projector, e: Event) -> None:
-    p.log_id = e["log_id"]
+    p.log_id = _text(e.get("log_id"))
     p.created_at = e["ts"]
 
 
@@ -260,7 +335,7 @@ def _mutate_daemon_started(p: Projector, e: Event) -> None:
     active = s.active_seconds
     if s.open_since is not None:  # the previous daemon died: close at its last word
         active += _session_length(p, p.last_ts)
-    p._session = Session(active_seconds=active, open_since=e["ts"], pid=e.get("pid"))
+    p._session = Session(active_seconds=active, open_since=_ts_or_none(e.get("ts")), pid=_int(e.get("pid"), 0) or None)
     p.open_seconds = None
 
 
@@ -276,8 +351,9 @@ def _mutate_daemon_stopped(p: Projector, e: Event) -> None:
 
 
 def _mutate_videos_added(p: Projector, e: Event) -> None:
-    for vid in e["video_ids"]:
-        if vid not in p.videos:
+    ids = e.get("video_ids")
+    for vid in ids if isinstance(ids, list) else ():
+        if isinstance(vid, str) and vid and vid not in p.videos:
             p._put(Video(video_id=vid))
 
 
@@ -288,8 +364,8 @@ def _mutate_video_started(p: Projector, e: Event) -> None:
             v,
             status=Status.RUNNING,
             starts=v.starts + 1,
-            attempt=e["attempt"],
-            started_seq=e.get("orig_seq", e["seq"]),  # fsck --repair renumbers; outputs name the original
+            attempt=_int(e.get("attempt"), v.attempt + 1),
+            started_seq=_int(e.get("orig_seq"), e["seq"]),  # fsck --repair renumbers; outputs name the original
             started_at=e["ts"],
             not_before=None,
             retry_delay=None,
@@ -299,12 +375,11 @@ def _mutate_video_started(p: Projector, e: Event) -> None:
 
 def _mutate_video_completed(p: Projector, e: Event) -> None:
     v = p._video(e)
-    counts = e.get("counts") or {}
     p._put(
         replace(
             v,
             status=Status.COMPLETED,
-            counts=MappingProxyType(dict(counts)),
+            counts=MappingProxyType(_counts(e.get("counts"))),
             completed_at=e["ts"],
             error=None,
             error_kind=None,
@@ -322,10 +397,10 @@ def _mutate_video_retry_scheduled(p: Projector, e: Event) -> None:
             v,
             status=Status.PENDING,
             failures=v.failures + 1,
-            not_before=e["not_before"],
+            not_before=_ts_or_none(e.get("not_before")),
             retry_delay=_retry_delay(e),
-            error=e["error"],
-            error_kind=e.get("error_kind", "transient"),
+            error=_text(e.get("error"), "no error text"),
+            error_kind=_text(e.get("error_kind"), "transient"),
         )
     )
 
@@ -336,10 +411,10 @@ def _retry_delay(e: Event) -> float | None:
     delay = e.get("delay_seconds")
     if isinstance(delay, int | float) and not isinstance(delay, bool):
         return max(0.0, float(delay))
-    try:
-        return seconds_between(e["ts"], e["not_before"])
-    except (TypeError, ValueError, AttributeError):
+    start, end = try_parse_ts(e.get("ts")), try_parse_ts(e.get("not_before"))
+    if start is None or end is None:
         return None
+    return max(0.0, (end - start).total_seconds())
 
 
 def _mutate_video_failed(p: Projector, e: Event) -> None:
@@ -349,8 +424,8 @@ def _mutate_video_failed(p: Projector, e: Event) -> None:
             v,
             status=Status.FAILED,
             failures=v.failures + 1,
-            error=e["error"],
-            error_kind=e.get("error_kind", "permanent"),
+            error=_text(e.get("error"), "no error text"),
+            error_kind=_text(e.get("error_kind"), "permanent"),
             failed_at=e["ts"],
             not_before=None,
             retry_delay=None,
@@ -360,7 +435,7 @@ def _mutate_video_failed(p: Projector, e: Event) -> None:
 
 def _mutate_video_interrupted(p: Projector, e: Event) -> None:
     v = p._video(e)
-    p._put(replace(v, status=Status.INTERRUPTED, error=e.get("reason"), error_kind="interrupted"))
+    p._put(replace(v, status=Status.INTERRUPTED, error=_text(e.get("reason")), error_kind="interrupted"))
 
 
 def _mutate_retry_requested(p: Projector, e: Event) -> None:
@@ -383,23 +458,25 @@ def _mutate_retry_requested(p: Projector, e: Event) -> None:
 
 def _mutate_video_imported(p: Projector, e: Event) -> None:
     v = p._video(e)
-    if e["status"] == "completed":
-        p._put(replace(v, status=Status.COMPLETED, completed_at=e.get("timestamp") or e["ts"], imported=True))
+    when = _text(e.get("timestamp")) or e["ts"]
+    if e.get("status") == "completed":
+        p._put(replace(v, status=Status.COMPLETED, completed_at=when, imported=True))
     else:
         p._put(
             replace(
                 v,
                 status=Status.FAILED,
-                error=e.get("error") or "failed in the old run (imported)",
+                error=_text(e.get("error")) or "failed in the old run (imported)",
                 error_kind="permanent",
-                failed_at=e.get("timestamp") or e["ts"],
+                failed_at=when,
                 imported=True,
             )
         )
 
 
 def _mutate_manifest_checked(p: Projector, e: Event) -> None:
-    p.manifest_problems = tuple(e.get("problems", ()))
+    problems = e.get("problems")
+    p.manifest_problems = tuple(x for x in problems if _problem(x)) if isinstance(problems, list) else ()
 
 
 _MUTATORS = {name.removeprefix("_mutate_"): fn for name, fn in list(globals().items()) if name.startswith("_mutate_")}
