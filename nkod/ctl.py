@@ -345,6 +345,22 @@ class Ctl:
         self._report_submission(path, f"import of {len(completed)} completed and {len(failed)} failed", wait)
         return 0
 
+    def metrics(self, output: Path | None) -> int:
+        """The daemon's Prometheus metrics, from the log (for node_exporter's textfile collector)."""
+        from nkod.fsutil import atomic_write
+        from nkod.metrics import exposition, summarize
+
+        text = exposition(summarize(self.load(), datetime.now(UTC), self.daemon_pid() is not None))
+        if output is None:
+            sys.stdout.buffer.write(text)
+            sys.stdout.flush()
+        else:  # the collector must never read half a file
+            try:
+                atomic_write(output, text, mode=0o644)
+            except OSError as exc:
+                raise CtlError(f"{output}: cannot write: {exc.strerror or exc}") from exc
+        return 0
+
 
 def parse_seed_checkpoint(file: Path) -> tuple[list[str], list[dict[str, Any]]]:
     """Read the old run_extraction.py's extraction_checkpoint.json; errors name the file and entry."""
@@ -596,6 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
     im = sub.add_parser("import-checkpoint", help="import the old run_extraction.py's checkpoint")
     im.add_argument("file", type=Path)
     im.add_argument("--wait", type=float, default=5.0)
+    mt = sub.add_parser("metrics", help="Prometheus metrics from the log (for node_exporter's textfile collector)")
+    mt.add_argument("-o", "--output", type=Path, help="write this file atomically (e.g. DIR/nkod.prom), not stdout")
     return p
 
 
@@ -620,6 +638,8 @@ def main(argv: list[str] | None = None) -> int:
                 return ctl.reset(args.yes)
             case "import-checkpoint":
                 return ctl.import_checkpoint(args.file, args.wait)
+            case "metrics":
+                return ctl.metrics(args.output)
     except CtlError as exc:
         ctl.console.print(f"[red]nkoctl:[/] {exc}", highlight=False)
         return exc.code

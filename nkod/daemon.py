@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -36,11 +36,15 @@ from nkod.config import Config, load_config
 from nkod.decide import Committed, Draft, Outcome, RetryPolicy
 from nkod.errors import ConfigError, LockHeldError, LogError, StorageError
 from nkod.fsutil import atomic_write, fsync_dir
+from nkod.hooks import Hooks
 from nkod.logs import get as get_logger
 from nkod.notify import Notifier
 from nkod.paths import Paths
 from nkod.processor import load_processor
 from nkod.state import Projector, Status, format_ts
+
+if TYPE_CHECKING:
+    from nkod.metrics import MetricsServer, Summary
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -133,6 +137,9 @@ class Daemon:
         self._log_damage: str | None = None  # found by the verifier thread in the part a snapshot covers
         self._verifier: threading.Thread | None = None
         self.exit_code = EXIT_OK
+        self._state_lock = threading.Lock()  # held while the projector changes: metrics read it from their thread
+        self._metrics: MetricsServer | None = None
+        self.hooks = Hooks(lambda: self.config.hooks, self.paths.root, self.log, clock)
 
     # -- policy from config ---------------------------------------------------------------------
     @property
@@ -145,11 +152,13 @@ class Daemon:
         """Make drafts durable, then fold them in. Only after this returns may they be acted on."""
         assert self.writer is not None
         events = self.writer.append(drafts, format_ts(self.now()))
-        for event in events:
-            self.projector.apply(event)
-            self._log_event(event)
-        self.projector.offset = self.writer.offset
+        with self._state_lock:
+            for event in events:
+                self.projector.apply(event)
+                self._log_event(event)
+            self.projector.offset = self.writer.offset
         self._events_since_snapshot += len(events)
+        self.hooks.on_events(events)
         return events
 
     def _log_event(self, e: dict[str, Any]) -> None:
@@ -195,6 +204,8 @@ class Daemon:
         t0 = self.clock()
         if self.install_signals:  # first: they only set flags, and a SIGHUP must never kill us
             self._install_signal_handlers()
+        if not self._start_metrics():
+            return EXIT_USAGE
         try:
             replay = snapshot.replay(self.paths.log, self.paths.snapshot)
         except LogError as exc:
@@ -412,6 +423,7 @@ class Daemon:
                 self._start_jobs()
             self._maybe_snapshot()
             self._write_views()
+            self._hooks_pass()
             self.notifier.watchdog()
             self.notifier.status(self._status_line())
             if self.stopping and not self.jobs:
@@ -713,6 +725,7 @@ class Daemon:
             self.exit_code = EXIT_STORAGE
         with contextlib.suppress(OSError):
             self.paths.activity.unlink()
+        self._stop_observers(reason)
         if self.writer is not None:
             self.writer.close()
         self.log.info("stopped", reason=reason, exit_code=self.exit_code, seq=self.projector.seq)
@@ -898,3 +911,61 @@ class Daemon:
         if self.stopping:
             text = "stopping: " + text
         return text
+
+    # -- metrics and hooks ------------------------------------------------------------------------
+    def _start_metrics(self) -> bool:
+        """Serve ``[daemon] metrics_listen`` (if set) from a daemon thread; False if it cannot listen."""
+        listen = self.config.daemon.metrics_listen
+        if not listen:
+            return True
+        from nkod.config import parse_listen
+        from nkod.metrics import MetricsServer  # only now: prometheus_client is not loaded without metrics
+
+        host, port = parse_listen(listen)
+        try:
+            self._metrics = MetricsServer(host, port, self._metrics_summary)
+        except OSError as exc:
+            self.log.error(
+                "metrics_failed",
+                error=f"cannot listen on {listen}: {exc.strerror or exc}",
+                key="daemon.metrics_listen",
+                config=self.config.source,
+            )
+            return False
+        self.log.info("metrics_listening", url=self._metrics.url)
+        return True
+
+    def _metrics_summary(self) -> Summary:
+        """Called by the metrics server's thread at each scrape."""
+        from nkod.metrics import summarize
+
+        with self._state_lock:  # only for the copy: the loop waits microseconds, not a whole summary
+            state = self.projector.state()
+        return summarize(state, self.now(), daemon_running=True)
+
+    def _hooks_pass(self) -> None:
+        self.hooks.poll()
+        self.hooks.idle(not self.jobs and not self._work_left(), self._idle_fields)
+
+    def _idle_fields(self) -> dict[str, Any]:
+        p = self.projector
+        return {
+            "seq": p.seq,
+            "ts": format_ts(self.now()),
+            "total": len(p.videos),
+            "completed": p.status_counts[Status.COMPLETED],
+            "failed": p.status_counts[Status.FAILED],
+        }
+
+    def _stop_observers(self, reason: str) -> None:
+        """At stop: on_stopped (from daemon_stopped, or without it when it could not be written), then
+        wait for running hooks, each at most its timeout; then close the metrics endpoint."""
+        self.hooks.stopping(
+            {"type": "daemon_stopped", "reason": reason, "exit_code": self.exit_code, "seq": self.projector.seq}
+        )
+        wait = self.hooks.longest_wait()
+        if wait:
+            self.notifier.extend_timeout(wait + 10)
+        self.hooks.wait(stop_now=lambda: self._signals >= 2)
+        if self._metrics is not None:
+            self._metrics.close()

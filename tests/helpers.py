@@ -169,3 +169,13 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30, interval: float
 def kill9(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
+
+
+def add_config_table(d: DataDir, name: str, values: Mapping[str, Any]) -> None:
+    """Append a `[name]` table to the data dir's config (strings and lists of strings as JSON, which
+    TOML reads the same)."""
+    lines = [f"\n[{name}]"]
+    for key, value in values.items():
+        lines.append(f"{key} = {orjson.dumps(value).decode()}")
+    with open(d.config, "a") as f:
+        f.write("\n".join(lines) + "\n")
