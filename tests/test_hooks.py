@@ -95,7 +95,10 @@ def test_on_stopped_runs_at_stop_and_the_daemon_waits_for_it(d: DataDir, tmp_pat
     d.manifest([{"video_id": "v01"}])
     r = d.run()
     assert r.returncode == 0, r.stdout
-    [rec] = records(out)  # already there when nkod has exited
+    [rec] = records(out)
+    # nkod itself saw the hook end before it said it stopped (not only its output pipe, which the hook shares)
+    assert "hook_done hook=on_stopped" in r.stdout
+    assert r.stdout.index("hook_done hook=on_stopped") < r.stdout.index(" stopped reason=")
     assert rec["NKOD_EVENT"] == "daemon_stopped" and rec["NKOD_HOOK"] == "on_stopped"
     assert rec["NKOD_EXIT_CODE"] == "0" and rec["NKOD_REASON"].startswith("once")
     assert rec["durable"] is True
