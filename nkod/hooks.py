@@ -164,12 +164,7 @@ class Hooks:
             code = r.proc.poll()
             if code is None:
                 if now >= r.deadline and not r.killed:
-                    r.killed = True
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(r.proc.pid, signal.SIGKILL)
-                    self.log.warning(
-                        "hook_timeout", hook=r.hook, command=list(r.argv), seconds=self.config().timeout, pid=r.proc.pid
-                    )
+                    self._kill(r, "hook_timeout", seconds=round(r.deadline - r.started, 3))
                 still.append(r)
                 continue
             seconds = round(now - r.started, 3)
@@ -182,6 +177,13 @@ class Hooks:
                 self.log.info("hook_done", hook=r.hook, seconds=seconds)
         self.running = still
 
+    def _kill(self, r: _Running, what: str, **why: Any) -> None:
+        """SIGKILL the hook's whole process group (what it started dies with it); reaped by `poll`."""
+        r.killed = True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(r.proc.pid, signal.SIGKILL)
+        self.log.warning(what, hook=r.hook, command=list(r.argv), pid=r.proc.pid, **why)
+
     def wait(self, stop_now: Callable[[], bool] = lambda: False) -> None:
         """At stop: wait for running hooks, each until its own timeout (then it is killed); when
         `stop_now()` turns true (a second stop signal), kill them all at once."""
@@ -191,7 +193,8 @@ class Hooks:
         while self.running and self.clock() < limit:
             if stop_now():
                 for r in self.running:
-                    r.deadline = min(r.deadline, self.clock())
+                    if not r.killed:
+                        self._kill(r, "hook_killed", reason="second stop signal")
                 limit = min(limit, self.clock() + _KILL_GRACE)
             self.poll()
             if self.running:

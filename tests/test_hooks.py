@@ -216,4 +216,22 @@ def test_a_second_stop_signal_kills_a_slow_on_stopped_hook(d: DataDir, tmp_path:
     assert proc.wait(timeout=30) == 0
     assert time.monotonic() - t0 < 10
     wait_for(lambda: not alive(int(pids.read_text())), timeout=5, what="the hook to die")
-    assert "hook_timeout hook=on_stopped" in d.output_text()
+    assert "hook_killed hook=on_stopped" in d.output_text() and "second stop signal" in d.output_text()
+
+
+def test_hooks_added_by_a_reload_apply_to_the_next_events(d: DataDir, tmp_path: Path) -> None:
+    """SIGHUP with a new [hooks] table: the next completion runs the new hook, without a restart."""
+    d.manifest([{"video_id": "v01"}])
+    proc = d.start()
+    try:
+        wait_for(lambda: d.completed_count() == {"v01": 1}, what="v01 to complete")
+        out = tmp_path / "hooks.jsonl"
+        add_config_table(d, "hooks", {"on_completed": recorder(out)})
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "config_reloaded" in d.types(), what="the reload")
+        d.manifest([{"video_id": "v02"}], append=True)
+        wait_for(lambda: len(records(out)) == 1, what="the new hook")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert [rec["NKOD_VIDEO_ID"] for rec in records(out)] == ["v02"]
