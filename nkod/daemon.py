@@ -935,11 +935,14 @@ class Daemon:
         self.log.info("metrics_listening", url=self._metrics.url)
         return True
 
-    def _metrics_summary(self) -> Summary:
-        """Called by the metrics server's thread at each scrape."""
+    def _metrics_summary(self) -> Summary | None:
+        """Called by the metrics server's thread at each scrape; None (no samples) until the log is
+        replayed: an empty state would read as a reset of every counter."""
         from nkod.metrics import summarize
 
-        with self._state_lock:  # only for the copy: the loop waits microseconds, not a whole summary
+        if self.writer is None:
+            return None
+        with self._state_lock:  # only for the copy (dict copies), not for the whole summary
             state = self.projector.state()
         return summarize(state, self.now(), daemon_running=True)
 

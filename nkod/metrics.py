@@ -94,14 +94,19 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
+Read = Callable[[], Summary | None]  # a summary now, or None when there is nothing to say yet
+
+
 class StateCollector(Collector):
     """Metric families from a :class:`Summary` taken at scrape time (`read` is called once per scrape)."""
 
-    def __init__(self, read: Callable[[], Summary]) -> None:
+    def __init__(self, read: Read) -> None:
         self.read = read
 
     def collect(self) -> Iterable[Metric]:
         s = self.read()
+        if s is None:
+            return
         info = {"version": __version__, "log_id": s.log_id or ""}
         yield InfoMetricFamily("nkod", "nkod version and the log it serves.", value=info)
         yield _gauge("nkod_daemon_running", "1 while a daemon serves this data directory.", int(s.daemon_running))
@@ -134,7 +139,7 @@ class StateCollector(Collector):
         yield _gauge("nkod_manifest_problems", "Manifest lines skipped as invalid.", s.manifest_problems)
 
 
-def registry(read: Callable[[], Summary]) -> CollectorRegistry:
+def registry(read: Read) -> CollectorRegistry:
     """A registry holding only nkod's metrics (not the client's process/platform defaults), so the
     daemon's endpoint and ``nkoctl metrics`` expose the same families."""
     reg = CollectorRegistry(auto_describe=False)
@@ -150,7 +155,7 @@ def exposition(summary: Summary) -> bytes:
 class MetricsServer:
     """The HTTP endpoint in a daemon thread; ``close()`` stops it."""
 
-    def __init__(self, host: str, port: int, read: Callable[[], Summary]) -> None:
+    def __init__(self, host: str, port: int, read: Read) -> None:
         self._server, self._thread = start_http_server(port, host, registry(read))
         self.address: tuple[Any, ...] = self._server.server_address
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from nkod import __version__
+from nkod import __version__, codec
 from tests.helpers import DataDir, binary, env, wait_for
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -218,3 +218,39 @@ def test_nkoctl_metrics_on_a_missing_data_dir_is_an_error(tmp_path: Path) -> Non
     )
     assert r.returncode == 1 and r.stdout == ""
     assert "nope" in r.stderr
+
+
+def write_history(log: Path, videos: int) -> None:
+    """A log in which `videos` videos were started and completed (for a replay that takes a while)."""
+    ts = "2026-11-27T10:00:00.000000Z"
+    ids = [f"v{i:06d}" for i in range(videos)]
+    events: list[dict[str, object]] = [
+        {"type": "log_created", "log_id": "0123456789abcdef", "nkod_version": "0.1.0"},
+        {"type": "daemon_started", "pid": 1, "version": "0.1.0", "workers": 1},
+        {"type": "videos_added", "video_ids": ids},
+    ]
+    for vid in ids:
+        events.append({"type": "video_started", "video_id": vid, "attempt": 1})
+        events.append({"type": "video_completed", "video_id": vid, "attempt": 1, "counts": {"frames": 1}})
+    events.append({"type": "daemon_stopped", "reason": "SIGTERM", "exit_code": 0})
+    with open(log, "wb") as f:
+        for seq, e in enumerate(events, start=1):
+            f.write(codec.encode({"v": 1, "seq": seq, "ts": ts, **e}))
+
+
+def test_endpoint_says_nothing_until_the_log_is_replayed(d: DataDir) -> None:
+    """Scrapes during a long replay get no samples, never zeros (which Prometheus would take for a
+    reset of every counter); after it, the whole history."""
+    write_history(d.log, 100_000)
+    d.manifest([])
+    proc = d.start()
+    try:
+        url = metrics_url(d)
+        readings: list[Samples] = []
+        while not readings or not readings[-1]:
+            readings.append(parse(scrape(url)[1]))
+            assert proc.poll() is None, d.output_text()
+    finally:
+        assert stop(proc) == 0
+    assert value(readings[-1], "nkod_videos_completed_total") == 100_000
+    assert len(readings) > 1, "no scrape landed during the replay: the test did not test anything"
