@@ -51,6 +51,7 @@ class Summary:
     waiting_backoff: int
     failed_by_kind: Mapping[str, int]
     completed_total: int  # completions recorded by nkod in this log (imports excluded)
+    starts_total: int  # video_started events in this log (attempts begun)
     totals: Mapping[str, float]
     last_completion: float | None  # unix time of the latest completion by nkod
     now: float  # unix time the summary is for
@@ -62,10 +63,11 @@ def summarize(state: State | Projector, now: datetime, daemon_running: bool) -> 
     """The metrics of `state` at `now`. Pure (the caller reads the clock)."""
     statuses: Counter[str] = Counter({s.value: 0 for s in Status})
     failed_by_kind: Counter[str] = Counter()
-    waiting = 0
+    waiting = starts = 0
     last: str | None = None
     for v in state.videos.values():
         statuses[v.status.value] += 1
+        starts += v.starts
         if v.status is Status.FAILED:
             failed_by_kind["imported" if v.imported else (v.error_kind or "permanent")] += 1
         elif v.status is Status.PENDING and v.not_before is not None:
@@ -82,6 +84,7 @@ def summarize(state: State | Projector, now: datetime, daemon_running: bool) -> 
         waiting_backoff=waiting,
         failed_by_kind=MappingProxyType(dict(failed_by_kind)),
         completed_total=state.completed_by_nkod,
+        starts_total=starts,
         totals=MappingProxyType(dict(state.totals)),
         last_completion=parse_ts(last).timestamp() if last else None,
         now=now.timestamp(),
@@ -122,6 +125,7 @@ class StateCollector(Collector):
         yield CounterMetricFamily(
             "nkod_videos_completed", "Videos completed by nkod in this log (imports excluded).", value=s.completed_total
         )
+        yield CounterMetricFamily("nkod_video_starts", "Attempts begun in this log.", value=s.starts_total)
         for name, key, doc in TOTALS:
             yield _gauge(name, doc, s.totals.get(key, 0))
         if s.last_completion is not None:

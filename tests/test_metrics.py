@@ -85,6 +85,7 @@ def test_endpoint_shows_statuses_failures_totals_and_log_seq_while_running(d: Da
         assert value(m, "nkod_videos", status="pending") == 0
         assert value(m, "nkod_failed_videos", error_kind="permanent") == 1
         assert value(m, "nkod_videos_completed_total") == 1
+        assert value(m, "nkod_video_starts_total") == 3
         assert value(m, "nkod_frames") == 4
         assert value(m, "nkod_nko_detections") == 2
         assert value(m, "nkod_audio_segments") == 5
