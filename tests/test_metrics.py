@@ -105,7 +105,9 @@ def test_nkoctl_metrics_prints_what_the_endpoint_serves(d: DataDir) -> None:
     assert d.run().returncode == 0
     proc = d.start()  # nothing left to run: the state stays as it is while both are read
     try:
-        _, body = scrape(metrics_url(d))
+        url = metrics_url(d)
+        wait_for(lambda: " ready " in d.output_text(), what="the replay")  # before it, no samples
+        _, body = scrape(url)
         served = parse(body)
         r = d.ctl("metrics")
         assert r.returncode == 0, r.stderr
@@ -144,12 +146,13 @@ def test_scrapes_during_a_busy_run_always_add_up(tmp_path: Path) -> None:
     proc = d.start()
     try:
         url = metrics_url(d)
-        readings = []
+        readings: list[Samples] = []
         while True:
             m = parse(scrape(url)[1])
-            readings.append(m)
-            if value(m, "nkod_videos", status="completed") == 40:
-                break
+            if m:  # empty until the log is replayed
+                readings.append(m)
+                if value(m, "nkod_videos", status="completed") == 40:
+                    break
             assert proc.poll() is None, d.output_text()
     finally:
         assert stop(proc) == 0
