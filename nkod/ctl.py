@@ -380,6 +380,22 @@ class Ctl:
         self._report_submission(path, f"import of {len(completed)} completed and {len(failed)} failed", wait)
         return 0
 
+    def metrics(self, output: Path | None) -> int:
+        """The daemon's Prometheus metrics, from the log (for node_exporter's textfile collector)."""
+        from nkod.fsutil import atomic_write
+        from nkod.metrics import exposition, summarize
+
+        text = exposition(summarize(self.load(), datetime.now(UTC), self.daemon_pid() is not None))
+        if output is None:
+            sys.stdout.buffer.write(text)
+            sys.stdout.flush()
+        else:  # the collector must never read half a file
+            try:
+                atomic_write(output, text, mode=0o644)
+            except OSError as exc:
+                raise CtlError(f"{output}: cannot write: {exc.strerror or exc}") from exc
+        return 0
+
 
 def parse_seed_checkpoint(file: Path) -> tuple[list[str], list[dict[str, Any]]]:
     """Read the old run_extraction.py's extraction_checkpoint.json; errors name the file and entry."""
@@ -650,6 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog='example: eval "$(nkoctl completion bash)"   (or: nkoctl completion fish | source)',
     )
     cp.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+    mt = sub.add_parser("metrics", help="Prometheus metrics from the log (for node_exporter's textfile collector)")
+    mt.add_argument("-o", "--output", type=Path, help="write this file atomically (e.g. DIR/nkod.prom), not stdout")
     return p
 
 
@@ -688,6 +706,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 sys.stdout.write(script(args.shell))
                 return 0
+            case "metrics":
+                return ctl.metrics(args.output)
     except CtlError as exc:
         ctl.console.print(f"[red]nkoctl:[/] {exc}", highlight=False)
         return exc.code

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -37,11 +37,15 @@ from nkod.config import Config, load_config
 from nkod.decide import Committed, Draft, Outcome, RetryPolicy
 from nkod.errors import ConfigError, LockHeldError, LogError, StorageError
 from nkod.fsutil import atomic_write, fsync_dir, read_regular
+from nkod.hooks import Hooks
 from nkod.logs import get as get_logger
 from nkod.notify import Notifier
 from nkod.paths import Paths
 from nkod.processor import ERROR_KINDS, coerce_retry_after, load_processor, normalise_counts
 from nkod.state import Projector, Status, Video, format_ts
+
+if TYPE_CHECKING:
+    from nkod.metrics import MetricsServer, Summary
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -219,6 +223,9 @@ class Daemon:
         self.work = self.paths.work  # where outputs are made: on output/'s file system (see _staging_dir)
         self._request_files: set[str] | None = None  # request files the log names (built when needed)
         self._stuck_requests: set[tuple[str, int, int]] = set()  # handled, but we cannot delete them
+        self._state_lock = threading.Lock()  # held while the projector changes: metrics read it from their thread
+        self._metrics: MetricsServer | None = None
+        self.hooks = Hooks(lambda: self.config.hooks, self.paths.root, self.log, clock)
 
     # -- policy from config ---------------------------------------------------------------------
     @property
@@ -234,16 +241,18 @@ class Daemon:
             secs = self.session_seconds()
             drafts = [{**d, "session_seconds": secs} for d in drafts]
         events = self.writer.append(drafts, format_ts(self.now()))
-        for event in events:
-            self.projector.apply(event)
-            self._log_event(event)
-            if event["type"] == "video_retry_scheduled":  # its wait starts now, on the monotonic clock
-                self._retry_due.pop(event["video_id"], None)
-                self._retry_is_due(self.projector.videos[event["video_id"]], self.clock())
-            if self._request_files is not None:
-                self._request_files.update(self._request_names(event))
-        self.projector.offset = self.writer.offset
+        with self._state_lock:
+            for event in events:
+                self.projector.apply(event)
+                self._log_event(event)
+                if event["type"] == "video_retry_scheduled":  # its wait starts now, on the monotonic clock
+                    self._retry_due.pop(event["video_id"], None)
+                    self._retry_is_due(self.projector.videos[event["video_id"]], self.clock())
+                if self._request_files is not None:
+                    self._request_files.update(self._request_names(event))
+            self.projector.offset = self.writer.offset
         self._events_since_snapshot += len(events)
+        self.hooks.on_events(events)
         return events
 
     def session_seconds(self) -> float:
@@ -324,6 +333,8 @@ class Daemon:
         t0 = self.clock()
         if self.install_signals:  # first: they only set flags, and a SIGHUP must never kill us
             self._install_signal_handlers()
+        if not self._start_metrics():
+            return EXIT_USAGE
         try:
             replay = snapshot.replay(self.paths.log, self.paths.snapshot)
         except LogError as exc:
@@ -559,6 +570,7 @@ class Daemon:
                 self._start_jobs()
             self._maybe_snapshot()
             self._write_views()
+            self._hooks_pass()
             self.notifier.watchdog()
             self.notifier.status(self._status_line())
             if self.stopping and not self.jobs:
@@ -921,6 +933,7 @@ class Daemon:
             self.exit_code = EXIT_STORAGE
         with contextlib.suppress(OSError):
             self.paths.activity.unlink()
+        self._stop_observers(reason)
         if self.writer is not None:
             self.writer.close()
         self.log.info("stopped", reason=reason, exit_code=self.exit_code, seq=self.projector.seq)
@@ -1166,3 +1179,64 @@ class Daemon:
         if self.stopping:
             text = "stopping: " + text
         return text
+
+    # -- metrics and hooks ------------------------------------------------------------------------
+    def _start_metrics(self) -> bool:
+        """Serve ``[daemon] metrics_listen`` (if set) from a daemon thread; False if it cannot listen."""
+        listen = self.config.daemon.metrics_listen
+        if not listen:
+            return True
+        from nkod.config import parse_listen
+        from nkod.metrics import MetricsServer  # only now: prometheus_client is not loaded without metrics
+
+        host, port = parse_listen(listen)
+        try:
+            self._metrics = MetricsServer(host, port, self._metrics_summary)
+        except OSError as exc:
+            self.log.error(
+                "metrics_failed",
+                error=f"cannot listen on {listen}: {exc.strerror or exc}",
+                key="daemon.metrics_listen",
+                config=self.config.source,
+            )
+            return False
+        self.log.info("metrics_listening", url=self._metrics.url)
+        return True
+
+    def _metrics_summary(self) -> Summary | None:
+        """Called by the metrics server's thread at each scrape; None (no samples) until the log is
+        replayed: an empty state would read as a reset of every counter."""
+        from nkod.metrics import summarize
+
+        if self.writer is None:
+            return None
+        with self._state_lock:  # only for the copy (dict copies), not for the whole summary
+            state = self.projector.state()
+        return summarize(state, self.now(), daemon_running=True)
+
+    def _hooks_pass(self) -> None:
+        self.hooks.poll()
+        self.hooks.idle(not self.jobs and not self._work_left(), self._idle_fields)
+
+    def _idle_fields(self) -> dict[str, Any]:
+        p = self.projector
+        return {
+            "seq": p.seq,
+            "ts": format_ts(self.now()),
+            "total": len(p.videos),
+            "completed": p.status_counts[Status.COMPLETED],
+            "failed": p.status_counts[Status.FAILED],
+        }
+
+    def _stop_observers(self, reason: str) -> None:
+        """At stop: on_stopped (from daemon_stopped, or without it when it could not be written), then
+        wait for running hooks, each at most its timeout; then close the metrics endpoint."""
+        self.hooks.stopping(
+            {"type": "daemon_stopped", "reason": reason, "exit_code": self.exit_code, "seq": self.projector.seq}
+        )
+        wait = self.hooks.longest_wait()
+        if wait:
+            self.notifier.extend_timeout(wait + 10)
+        self.hooks.wait(stop_now=lambda: self._signals >= 2)
+        if self._metrics is not None:
+            self._metrics.close()

@@ -233,3 +233,13 @@ def run_with_peak_rss(
             time.sleep(0.05)
         out.seek(0)
         return proc.returncode, out.read(), int(Path(report).read_text())
+
+
+def add_config_table(d: DataDir, name: str, values: Mapping[str, Any]) -> None:
+    """Append a `[name]` table to the data dir's config (strings and lists of strings as JSON, which
+    TOML reads the same)."""
+    lines = [f"\n[{name}]"]
+    for key, value in values.items():
+        lines.append(f"{key} = {orjson.dumps(value).decode()}")
+    with open(d.config, "a") as f:
+        f.write("\n".join(lines) + "\n")
