@@ -22,6 +22,18 @@ class LineError(ValueError):
     """A line that is not a valid record (the reason is the message)."""
 
 
+class BadRecord(LineError):
+    """A line whose checksum holds but which is not a valid record: written so, not torn by a crash."""
+
+
+class NewerVersion(BadRecord):
+    """A checksummed record of a format version newer than this nkod reads."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"format version {version} is newer than {FORMAT_VERSION}")
+        self.version = version
+
+
 def encode(event: dict[str, Any]) -> bytes:
     """Serialise an event (without ``crc``) to one checked line ending in a newline."""
     body = orjson.dumps(event)
@@ -49,4 +61,25 @@ def decode(line: bytes) -> dict[str, Any]:
         raise LineError(f"not JSON: {exc}") from None
     if not isinstance(event, dict):
         raise LineError("not a JSON object")
+    return event
+
+
+def check(line: bytes) -> dict[str, Any]:
+    """The one test of whether a line (without its newline) is a valid record: used by nkod's replay and by
+    ``nkoctl fsck`` alike, so they never disagree. Checksum, a JSON object, ``v`` (int, not newer than
+    FORMAT_VERSION), ``seq`` (positive int), ``ts`` and ``type`` (strings). Raises LineError (BadRecord when
+    the checksum holds, NewerVersion for a newer format)."""
+    event = decode(line)
+    v = event.get("v")
+    if type(v) is not int:
+        raise BadRecord(f"field 'v' is {v!r}, not a version number")
+    if v > FORMAT_VERSION:  # first: a newer format may shape its other fields differently
+        raise NewerVersion(v)
+    seq = event.get("seq")
+    if type(seq) is not int or seq < 1:
+        raise BadRecord(f"field 'seq' is {seq!r}, not a positive integer")
+    if type(event.get("ts")) is not str:
+        raise BadRecord(f"field 'ts' is {event.get('ts')!r}, not a timestamp string")
+    if type(event.get("type")) is not str:
+        raise BadRecord(f"field 'type' is {event.get('type')!r}, not a string")
     return event
