@@ -197,7 +197,8 @@ def test_after_fsck_repair_the_real_nkod_always_starts(finished: DataDir, edits:
 # -- 12. repair keeps finished work -------------------------------------------------------------------
 
 
-def test_repair_restores_a_completion_whose_line_merged_with_its_start(tmp_path: Path) -> None:
+@pytest.mark.parametrize("newline", ["removed", "flipped"])
+def test_repair_restores_a_completion_whose_line_merged_with_its_start(tmp_path: Path, newline: str) -> None:
     """One lost newline merges v02's video_started and video_completed lines: fsck --repair drops both but
     restores the completion from output/v02/summary.json; nkod does not redo v02 and its output is intact."""
     d = DataDir(tmp_path / "data")
@@ -207,7 +208,8 @@ def test_repair_restores_a_completion_whose_line_merged_with_its_start(tmp_path:
     kinds = [(e["type"], e.get("video_id")) for e in map(orjson.loads, lines)]
     i = kinds.index(("video_started", "v02"))
     assert kinds[i + 1] == ("video_completed", "v02"), kinds
-    lines[i] = lines[i][:-1]  # the newline between them is gone
+    # the newline between them is gone, or one bit of it flipped
+    lines[i] = lines[i][:-1] if newline == "removed" else lines[i][:-1] + bytes([ord("\n") ^ 0x20])
     d.log.write_bytes(b"".join(lines))
     output = tree(d.root / "output" / "v02")
     r = d.ctl("fsck", "--repair")
