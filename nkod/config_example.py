@@ -44,7 +44,8 @@ DAEMON_DOCS: Mapping[str, str] = {
 }
 
 HOOKS_DOCS: Mapping[str, str] = {
-    "on_completed": 'Run after a video\'s output is committed and recorded, e.g. ["/usr/local/bin/notify", "done"].\n'
+    "on_completed": "Run after a video's output is committed and recorded,\n"
+    'e.g. ["/usr/local/bin/notify", "done"].\n'
     "Each hook is an argv list (no shell) with the event in NKOD_* environment variables\n"
     "(NKOD_EVENT, NKOD_VIDEO_ID, NKOD_ERROR, NKOD_ATTEMPT, NKOD_DATA_DIR, ...). Empty: none.",
     "on_failed": "Run when a video is recorded failed (attempts used, or a permanent error).",

@@ -114,23 +114,52 @@ class Ctl:
             return None
         return doc if isinstance(doc, dict) else None
 
-    def status_doc(self, projector: Projector | None = None) -> dict[str, Any]:
+    def load_despite_damage(self) -> tuple[Projector, str | None]:
+        """The state, and what is wrong with the log if nkod would refuse it (None when it would not).
+
+        A damaged log still shows where things stood: the snapshot's state (its head is not trusted for
+        nkod, but it is the best picture) plus what of the tail reads, else the events before the damage."""
+        try:
+            return self.load(), None
+        except CtlError as exc:
+            if not isinstance(exc.__cause__, LogCorruptError):
+                raise
+            damage = str(exc.__cause__)
+        loaded = snapshot.load(self.paths.snapshot, self.paths.log, check_head=False)
+        p = Projector(loaded.state)
+        result = eventlog.ScanResult()
+        start, seq = (loaded.state.offset, loaded.state.seq) if loaded.state else (0, 0)
+        try:
+            for e in eventlog.scan(self.paths.log, start_offset=start, prev_seq=seq, first_line=seq + 1, result=result):
+                p.apply(e)
+        except LogError:
+            pass  # the damage itself, or more of it: what was read so far stands
+        p.offset = result.end_offset
+        return p, damage
+
+    def status_doc(self, projector: Projector | None = None, log_damaged: str | None = None) -> dict[str, Any]:
         p = projector or self.load()
         pid = self.daemon_pid()
         activity = self.activity() if pid else None
         session = views.live_session_seconds(activity, pid, time.monotonic())
-        return views.status_doc(p, datetime.now(UTC), pid, activity, session)
+        doc = views.status_doc(p, datetime.now(UTC), pid, activity, session)
+        doc["log_damaged"] = log_damaged
+        return doc
 
     # -- commands ------------------------------------------------------------------------------
     def status(self, as_json: bool, watch: bool, interval: float) -> int:
         if not watch:
-            doc = self.status_doc()
+            projector, damage = self.load_despite_damage()
+            doc = self.status_doc(projector, damage)
             if as_json:
                 sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
             else:
                 from nkod.render import status_panel
 
                 self.out.print(status_panel(doc))
+            if damage is not None:
+                self.console.print(f"[red]nkoctl:[/] {damage}", highlight=False)
+                return EXIT_LOG
             return 0
         from rich.live import Live
 
@@ -505,7 +534,15 @@ class Fsck:
                 held.release()
 
     def _check(self, path: Path, repair: bool) -> int:
-        good, bad, gaps, torn_at = self._classify(path)
+        good, bad, gaps, torn_at, newer = self._classify(path)
+        if newer:
+            line_no, version = newer
+            self.console.print(
+                f"{path}: line {line_no} has format version {version}, this nkod reads up to"
+                f" {codec.FORMAT_VERSION}: it was written by a newer nkod. Upgrade nkod; nothing was changed.",
+                highlight=False,
+            )
+            return EXIT_LOG
         if not bad and not gaps and torn_at is None:
             self.console.print(f"{path}: OK, {len(good)} events, seq 1..{len(good)}")
             return 0
@@ -523,33 +560,52 @@ class Fsck:
 
     def _classify(
         self, path: Path
-    ) -> tuple[list[dict[str, Any]], list[tuple[int, int, str, bytes]], list[tuple[int, int, str]], int | None]:
+    ) -> tuple[
+        list[dict[str, Any]],
+        list[tuple[int, int, str, bytes]],
+        list[tuple[int, int, str]],
+        int | None,
+        tuple[int, int] | None,
+    ]:
         """Good events; damaged or repeated lines to drop (line, offset, reason, bytes); seq gaps, whose
-        events are kept (line, offset, reason); and where a torn tail starts."""
+        events are kept (line, offset, reason); where a torn tail starts; and the first line of a newer
+        format (line, version). Lines are judged by ``codec.check`` and torn tails found by the same rule
+        as nkod's reader (eventlog.scan): bad lines after the last line whose checksum holds."""
         data = path.read_bytes()
         good: list[dict[str, Any]] = []
         bad: list[tuple[int, int, str, bytes]] = []
         offset = 0
         raw_lines = data.split(b"\n")
         last = raw_lines.pop()  # after the final newline: b"" unless the last write was torn
-        last_good_line = 0
+        last_checksummed = 0  # the last line whose checksum holds: bad lines before it are damage
+        newer: tuple[int, int] | None = None
         decoded: list[tuple[int, int, bytes, dict[str, Any] | None, str]] = []
         for number, raw in enumerate(raw_lines, start=1):
             try:
-                e = codec.decode(raw)
-                if not isinstance(e.get("seq"), int) or not isinstance(e.get("type"), str):
-                    raise codec.LineError("missing seq or type")
+                e = codec.check(raw)
                 decoded.append((number, offset, raw, e, ""))
-                last_good_line = number
+                last_checksummed = number
+            except codec.NewerVersion as exc:
+                newer = newer or (number, exc.version)
+                last_checksummed = number
+            except codec.BadRecord as exc:
+                decoded.append((number, offset, raw, None, str(exc)))
+                last_checksummed = number
             except codec.LineError as exc:
                 decoded.append((number, offset, raw, None, str(exc)))
             offset += len(raw) + 1
+        if last:
+            try:
+                codec.decode(last)
+                last_checksummed = len(raw_lines) + 1  # an unterminated but checksummed last line
+            except codec.LineError:
+                pass
         torn_at: int | None = None
         gaps: list[tuple[int, int, str]] = []
         expect = 1
         for number, off, raw, maybe, reason in decoded:
             if maybe is None:
-                if number > last_good_line:
+                if number > last_checksummed:
                     torn_at = off if torn_at is None else torn_at
                 else:
                     bad.append((number, off, reason, raw))
@@ -564,7 +620,7 @@ class Fsck:
             good.append(e)
         if last:
             torn_at = offset if torn_at is None else torn_at
-        return good, bad, gaps, torn_at
+        return good, bad, gaps, torn_at, newer
 
     def _repair(
         self,
@@ -589,6 +645,8 @@ class Fsck:
             e["seq"] = seq
             events.append(e)
         dropped = [{"line": n, "offset": off, "reason": reason} for n, off, reason, _raw in bad]
+        restored = self._restore_completions(events)
+        events.extend(restored)
         events.append(
             {
                 "v": codec.FORMAT_VERSION,
@@ -599,6 +657,7 @@ class Fsck:
                 "gaps": [{"line": n, "offset": off, "reason": reason} for n, off, reason in gaps],
                 "torn_at": torn_at,
                 "backup": backup.name,
+                "restored": [e["video_id"] for e in restored],
             }
         )
         tmp = path.with_name(f".{path.name}.repair")
@@ -618,9 +677,89 @@ class Fsck:
             + (", cut the torn tail" if torn_at is not None else "")
             + f"; backup at {backup}"
         )
+        for e in restored:
+            self.console.print(
+                f"restored the completion of {e['video_id']} from {e['restored_from']} (its line was dropped)",
+                highlight=False,
+            )
         if bad:
-            self.console.print("videos whose events were dropped may run again; nothing completed is deleted")
+            self.console.print(
+                "videos whose events were dropped may run again, except those with a committed output;"
+                " nothing completed is deleted"
+            )
         return 0
+
+    def _restore_completions(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``video_completed`` events for committed outputs (``output/<id>/summary.json``) whose completion
+        the repaired log lacks (its line was dropped), so a finished video is not redone. Numbered after
+        `events`, stamped with the last kept event's time (a repair must not stretch elapsed time)."""
+        projector = Projector()
+        try:
+            projector.apply_all(events)
+        except (KeyError, TypeError, ValueError) as exc:
+            self.console.print(f"[yellow]note:[/] cannot fold the repaired log ({exc!r}); no completion restored")
+            return []
+        ts = events[-1]["ts"] if events else format_ts(datetime.now(UTC))
+        restored: list[dict[str, Any]] = []
+        for vid, summary_path, summary in committed_outputs(self.paths.output, self.console):
+            v = projector.videos.get(vid)
+            if v is not None and v.status is Status.COMPLETED:
+                continue
+            restored.append(
+                {
+                    "v": codec.FORMAT_VERSION,
+                    "seq": len(events) + len(restored) + 1,
+                    "ts": ts,
+                    "type": "video_completed",
+                    "video_id": vid,
+                    "attempt": summary["attempt"],
+                    "counts": summary["counts"],
+                    "recovered": True,
+                    # The summary names the seq its start had before any renumbering (orig_seq).
+                    "started_seq": summary["started_seq"],
+                    "restored_from": str(summary_path.relative_to(self.paths.root)),
+                }
+            )
+        return restored
+
+
+def committed_outputs(output: Path, console: Console) -> list[tuple[str, Path, dict[str, Any]]]:
+    """(video_id, summary path, summary) of each committed output, sorted by id; an unreadable or
+    inconsistent summary is named on `console` and skipped."""
+    found: list[tuple[str, Path, dict[str, Any]]] = []
+    if not output.is_dir():
+        return found
+    for folder in sorted(output.iterdir()):
+        summary_path = folder / "summary.json"
+        if not folder.is_dir() or id_problem(folder.name) or not summary_path.exists():
+            continue
+        try:
+            doc = orjson.loads(summary_path.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            console.print(f"[yellow]skipped[/] {summary_path}: unreadable ({exc})", highlight=False)
+            continue
+        problem = _summary_problem(doc, folder.name)
+        if problem:
+            console.print(f"[yellow]skipped[/] {summary_path}: {problem}", highlight=False)
+            continue
+        found.append((folder.name, summary_path, doc))
+    return found
+
+
+def _summary_problem(doc: object, vid: str) -> str | None:
+    if not isinstance(doc, dict):
+        return "not a JSON object"
+    if doc.get("video_id") != vid:
+        return f"video_id {doc.get('video_id')!r} does not match its folder {vid!r}"
+    for key in ("started_seq", "attempt"):
+        if type(doc.get(key)) is not int:
+            return f"{key!r} is {doc.get(key)!r}, not an integer"
+    counts = doc.get("counts")
+    if not isinstance(counts, dict) or not all(
+        isinstance(k, str) and type(n) in (int, float) for k, n in counts.items()
+    ):
+        return f"'counts' is {counts!r}, not an object of numbers"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,8 @@ daemon truncates it. A bad line with good lines after it is damage: :class:`LogC
 from __future__ import annotations
 
 import os
+import threading
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,23 +43,16 @@ class ScanResult:
     torn: TornTail | None = None
 
 
-def _check_event(path: Path, event: dict[str, Any], line_no: int, offset: int, prev_seq: int) -> int:
-    v = event.get("v")
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise LogCorruptError(path, line_no, offset, f"field 'v' is {v!r}, not a version number")
-    if v > codec.FORMAT_VERSION:
-        raise LogVersionError(path, line_no, v, codec.FORMAT_VERSION)
-    seq = event.get("seq")
-    if not isinstance(seq, int) or isinstance(seq, bool):
-        raise LogCorruptError(path, line_no, offset, f"field 'seq' is {seq!r}")
-    if prev_seq and seq != prev_seq + 1:
+def _check_seq(path: Path, event: dict[str, Any], line_no: int, offset: int, prev_seq: int, known: bool) -> int:
+    """`known`: prev_seq is the seq before this line (from the log's start or a snapshot), not a guess."""
+    seq: int = event["seq"]
+    if (known or prev_seq) and seq != prev_seq + 1:
         raise LogCorruptError(path, line_no, offset, f"seq {seq} does not follow {prev_seq}")
-    if not isinstance(event.get("type"), str) or not isinstance(event.get("ts"), str):
-        raise LogCorruptError(path, line_no, offset, "missing 'type' or 'ts'")
     return seq
 
 
 def _any_good_line(data: bytes) -> bool:
+    """Whether any line of `data` has a checksum that holds (then what comes before it is not a torn tail)."""
     for raw in data.split(b"\n"):
         if raw:
             try:
@@ -80,6 +75,7 @@ def scan(
     res.end_offset = start_offset
     res.last_seq = prev_seq
     line_no = first_line - 1
+    known_prev = start_offset == 0 or prev_seq > 0  # from the start the first seq must be 1 (the fold needs it)
     try:  # a FIFO or device in its place is refused at once, never waited on
         f = open_regular(path, follow_symlinks=True)
     except FileNotFoundError:
@@ -101,7 +97,11 @@ def scan(
             for raw in lines:
                 line_no += 1
                 try:
-                    event = codec.decode(raw)
+                    event = codec.check(raw)
+                except codec.NewerVersion as exc:
+                    raise LogVersionError(path, line_no, exc.version, codec.FORMAT_VERSION) from None
+                except codec.BadRecord as exc:  # its checksum holds: written so, not torn
+                    raise LogCorruptError(path, line_no, offset, str(exc)) from None
                 except codec.LineError as exc:
                     # Is there a good line after this one? Then it is damage, not a torn tail.
                     f.seek(offset + len(raw) + 1)
@@ -110,7 +110,7 @@ def scan(
                         raise LogCorruptError(path, line_no, offset, str(exc)) from None
                     res.torn = TornTail(offset, len(raw) + 1 + len(after), line_no, str(exc))
                     return
-                seq = _check_event(path, event, line_no, offset, res.last_seq)
+                seq = _check_seq(path, event, line_no, offset, res.last_seq, known_prev)
                 offset += len(raw) + 1
                 res.end_offset = offset
                 res.last_seq = seq
@@ -157,6 +157,55 @@ def line_ending_at(path: Path, offset: int) -> dict[str, Any] | None:
         return None
 
 
+def crc_of_range(path: Path, start: int, end: int, seed: int = 0) -> int | None:
+    """zlib.crc32 of bytes [start, end) of `path`, continuing `seed`; None if the file is shorter.
+    O(bytes) in C: about 1 GB/s, so status can check a snapshot's head of a big log cheaply."""
+    crc = seed
+    try:
+        with open_regular(path) as f:
+            f.seek(start)
+            left = end - start
+            while left > 0:
+                chunk = f.read(min(CHUNK * 4, left))
+                if not chunk:
+                    return None
+                crc = zlib.crc32(chunk, crc)
+                left -= len(chunk)
+    except OSError:
+        return None
+    return crc
+
+
+class BackgroundCrc:
+    """CRC-32 of a file's prefix, computed in a thread while the caller does something else (zlib and file
+    reads release the GIL): it records the running CRC every CHUNK*4 bytes, so ``at(offset)`` finishes
+    with at most one chunk more, whatever prefix the caller turns out to need."""
+
+    STEP = CHUNK * 4
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.marks: list[int] = [0]  # marks[i]: CRC of bytes [0, i * STEP)
+        self._thread = threading.Thread(target=self._run, name="nkod-crc", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with open_regular(self.path) as f:  # never blocks on a FIFO in the log's place
+                crc = 0
+                while len(chunk := f.read(self.STEP)) == self.STEP:
+                    crc = zlib.crc32(chunk, crc)
+                    self.marks.append(crc)
+        except OSError:
+            pass
+
+    def at(self, offset: int) -> int | None:
+        """CRC-32 of bytes [0, offset) (None if the file is shorter)."""
+        self._thread.join()
+        i = min(offset // self.STEP, len(self.marks) - 1)
+        return crc_of_range(self.path, i * self.STEP, offset, self.marks[i])
+
+
 def utc_now_iso() -> str:
     return format_ts(datetime.now(UTC))
 
@@ -176,13 +225,17 @@ class Failpoints:
 class LogWriter:
     """Appends stamped events; each call is one write and one fsync (a group commit)."""
 
-    def __init__(self, path: Path, next_seq: int, failpoints: Failpoints | None = None) -> None:
+    def __init__(
+        self, path: Path, next_seq: int, failpoints: Failpoints | None = None, head_crc: int | None = None
+    ) -> None:
         self.path = path
         self.next_seq = next_seq
         self.failpoints = failpoints or Failpoints("")
         existed = path.exists()
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         self.offset = os.fstat(self.fd).st_size
+        # CRC-32 of the log's bytes [0, offset), kept up to date by append (None: not known)
+        self.crc: int | None = head_crc if head_crc is not None or self.offset else 0
         if not existed:
             fsync_dir(path.parent)
 
@@ -224,6 +277,8 @@ class LogWriter:
                 pass  # then the next start finds a torn tail and cuts it
             raise StorageError(f"{self.path}: cannot append ({exc.strerror or exc}); nothing was recorded") from exc
         self.offset = before + len(data)
+        if self.crc is not None:
+            self.crc = zlib.crc32(data, self.crc)
         self.next_seq = seq
         return events
 

@@ -112,8 +112,18 @@ def state_from_doc(doc: dict[str, Any]) -> State:
     )
 
 
-def write(path: Path, state: State | Projector, failpoints: eventlog.Failpoints | None = None) -> None:
-    body = orjson.dumps({"v": SNAPSHOT_VERSION, "state": state_to_doc(state)})
+def write(
+    path: Path,
+    state: State | Projector,
+    failpoints: eventlog.Failpoints | None = None,
+    head_crc: int | None = None,
+) -> None:
+    """`head_crc`: CRC-32 of the log's bytes [0, state.offset), so a reader can check cheaply that the head
+    the snapshot stands in for is still what was replayed (damage there must not hide behind it)."""
+    doc: dict[str, Any] = {"v": SNAPSHOT_VERSION, "state": state_to_doc(state)}
+    if head_crc is not None:
+        doc["head_crc"] = f"{head_crc:08x}"
+    body = orjson.dumps(doc)
     data = b'{"crc":"%08x","doc":%s}' % (zlib.crc32(body), body)
     if failpoints is not None and "mid_snapshot" in failpoints.names:
         tmp = path.with_name(f".{path.name}.failpoint.tmp")
@@ -126,16 +136,21 @@ def write(path: Path, state: State | Projector, failpoints: eventlog.Failpoints 
 class Loaded:
     state: State | None
     problem: str | None  # why the snapshot was not used (None when used or absent)
+    head_crc: int | None = None  # CRC-32 of the log's head it covers, checked (None: an older snapshot)
+    head_changed: bool = False  # rejected because the covered head's bytes differ (damage, or a rewrite)
 
 
-def load(path: Path, log_path: Path) -> Loaded:
-    """The snapshot's state if it is whole and matches the log; else why not."""
+def load(path: Path, log_path: Path, check_head: bool = True) -> Loaded:
+    """The snapshot's state if it is whole and matches the log; else why not. `check_head=False` skips
+    comparing the covered head's bytes with the CRC recorded (to show what a damaged log's state was)."""
     try:  # never a FIFO (it would block) nor a symlink: nkod writes this file itself
         data = read_regular(path, MAX_SNAPSHOT_BYTES, follow_symlinks=False)
     except FileNotFoundError:
         return Loaded(None, None)
     except OSError as exc:
         return Loaded(None, f"cannot read {path}: {exc.strerror or exc}; rebuilding from the log")
+    # The head's CRC is computed while the snapshot is parsed (most of a status call on a big log).
+    head = eventlog.BackgroundCrc(log_path) if check_head else None
     try:
         if not data.startswith(b'{"crc":"') or data[16:23] != b'","doc"':
             raise ValueError("not a snapshot file")
@@ -146,6 +161,7 @@ def load(path: Path, log_path: Path) -> Loaded:
         if doc.get("v") != SNAPSHOT_VERSION:
             raise ValueError(f"snapshot version {doc.get('v')!r}")
         state = state_from_doc(doc["state"])
+        head_crc = int(doc["head_crc"], 16) if "head_crc" in doc else None
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
         return Loaded(None, f"{path} is damaged ({exc}); rebuilding from the log")
     # The line the snapshot ends on must be the very event it last applied: same seq and same timestamp
@@ -153,7 +169,13 @@ def load(path: Path, log_path: Path) -> Loaded:
     at = eventlog.line_ending_at(log_path, state.offset) if state.seq else None
     if state.seq and (at is None or at.get("seq") != state.seq or at.get("ts") != state.last_ts):
         return Loaded(None, f"{path} does not match {log_path} (seq {state.seq}); rebuilding from the log")
-    return Loaded(state, None)
+    if head is not None and head_crc is not None and head.at(state.offset) != head_crc:
+        return Loaded(
+            None,
+            f"the first {state.offset} bytes of {log_path} changed since {path} was written; rebuilding from the log",
+            head_changed=True,
+        )
+    return Loaded(state, None, head_crc)
 
 
 @dataclass
@@ -166,6 +188,7 @@ class Replay:
     snapshot_problem: str | None
     tail_events: int
     snapshot_offset: int = 0  # the log's head the snapshot stood in for (0: none used)
+    snapshot_head_crc: int | None = None  # its checked CRC-32 (None: none used, or an older snapshot)
 
 
 def replay(data_log: Path, snapshot_path: Path, use_snapshot: bool = True) -> Replay:
@@ -186,4 +209,6 @@ def replay(data_log: Path, snapshot_path: Path, use_snapshot: bool = True) -> Re
         projector.apply(event)
         count += 1
     projector.offset = result.end_offset
-    return Replay(projector, result, base is not None, loaded.problem, count, base.offset if base else 0)
+    return Replay(
+        projector, result, base is not None, loaded.problem, count, base.offset if base else 0, loaded.head_crc
+    )
