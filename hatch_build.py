@@ -50,7 +50,7 @@ class ManPagesHook(BuildHookInterface):
 
 
 def _man_pages(root: Path) -> dict[str, str]:
-    """{program: roff text}, from the build_parser() of nkod/daemon_cli.py and nkod/ctl.py in `root`."""
+    """{program: roff text}, from the build_parser() of nkod/daemon_cli.py and nkod/ctl/cli.py in `root`."""
     from argparse_manpage.manpage import Manpage
 
     sys.path.insert(0, str(root))

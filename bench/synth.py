@@ -7,6 +7,7 @@ before the end, as the daemon would have left it (it snapshots every ``snapshot_
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,17 +91,20 @@ def make_history(
     snap_at = len(ds) - snapshot_tail if snapshot_tail is not None else None
     projector = Projector() if snap_at is not None else None
     offset = 0
+    head_crc = 0  # as the daemon's writer keeps it: the snapshot records the CRC of the head it covers
     with open(root / "events.jsonl", "wb") as f:
         buf: list[bytes] = []
         for i, d in enumerate(ds, start=1):
             line = codec.encode({"v": codec.FORMAT_VERSION, "seq": i, "ts": _ts(i), **d})
             offset += len(line)
+            if snap_at is not None and i <= snap_at:
+                head_crc = zlib.crc32(line, head_crc)
             buf.append(line)
             if projector is not None and snap_at is not None and i <= snap_at:
                 projector.apply({"v": codec.FORMAT_VERSION, "seq": i, "ts": _ts(i), **d})
                 if i == snap_at:
                     projector.offset = offset
-                    snapshot.write(root / "snapshot.json", projector)
+                    snapshot.write(root / "snapshot.json", projector, head_crc=head_crc)
             if len(buf) >= 10000:
                 f.write(b"".join(buf))
                 buf.clear()

@@ -15,6 +15,7 @@ from typing import Any
 
 from nkod.errors import ConfigError
 from nkod.fsutil import read_regular
+from nkod.hooks import HOOKS_CHECKS, HooksConfig
 from nkod.processor import BUILTIN_PROCESSOR
 from nkod.tomltable import Check, check_values, in_range, nonempty, one_of, parse_table
 
@@ -39,6 +40,7 @@ class DaemonConfig:
     views_interval: float = 2.0
     rescan_interval: float = 5.0
     log_format: str = "auto"
+    metrics_listen: str = ""  # HOST:PORT of the Prometheus endpoint; empty: off
 
     def validate(self, source: str) -> None:
         check_values(self, source, "daemon", DAEMON_CHECKS)
@@ -48,6 +50,28 @@ class DaemonConfig:
 
 def _processor_spec(value: Any) -> str | None:
     return None if ":" in value else f"must be MODULE:FUNC, got {value!r}"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (an IPv6 host in brackets: ``[::1]:9464``) as (host, port); ValueError says why not."""
+    host, sep, port = value.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
+        host = host[1:-1]
+    bad_host = not host or any(c.isspace() or c in "[]/" for c in host) or (":" in host and not bracketed)
+    if not sep or bad_host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ValueError(f"must be HOST:PORT like 127.0.0.1:9464 or [::1]:9464 (empty: off), got {value!r}")
+    return host, int(port)
+
+
+def _listen_address(value: Any) -> str | None:
+    if value == "":
+        return None
+    try:
+        parse_listen(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 DAEMON_CHECKS: dict[str, Check] = {
@@ -63,6 +87,7 @@ DAEMON_CHECKS: dict[str, Check] = {
     "views_interval": in_range(0, open_low=True),
     "rescan_interval": in_range(0, open_low=True),
     "log_format": one_of(LOG_FORMATS),
+    "metrics_listen": _listen_address,
 }
 
 
@@ -71,6 +96,7 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     pipeline: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<defaults>"
+    hooks: HooksConfig = field(default_factory=HooksConfig)
 
 
 def _daemon_from_table(table: Mapping[str, Any], source: str) -> DaemonConfig:
@@ -88,8 +114,8 @@ def validate_pipeline(table: Mapping[str, Any], source: str) -> None:
 
 def config_from_mapping(doc: Mapping[str, Any], source: str) -> Config:
     for key in doc:
-        if key not in ("daemon", "pipeline"):
-            raise ConfigError(source, key, "unknown table (known: daemon, pipeline)")
+        if key not in ("daemon", "pipeline", "hooks"):
+            raise ConfigError(source, key, "unknown table (known: daemon, pipeline, hooks)")
     daemon_table = doc.get("daemon", {})
     pipeline_table = doc.get("pipeline", {})
     if not isinstance(daemon_table, Mapping):
@@ -99,7 +125,11 @@ def config_from_mapping(doc: Mapping[str, Any], source: str) -> Config:
     daemon = _daemon_from_table(daemon_table, source)
     if daemon.processor == BUILTIN_PROCESSOR:
         validate_pipeline(pipeline_table, source)
-    return Config(daemon=daemon, pipeline=dict(pipeline_table), source=source)
+    hooks_table = doc.get("hooks", {})
+    if not isinstance(hooks_table, Mapping):
+        raise ConfigError(source, "hooks", "must be a table")
+    hooks: HooksConfig = parse_table(HooksConfig, hooks_table, source, "hooks", HOOKS_CHECKS)
+    return Config(daemon=daemon, pipeline=dict(pipeline_table), source=source, hooks=hooks)
 
 
 def load_config(path: Path | None) -> Config:
@@ -151,6 +181,8 @@ def render_toml(config: Config, pipeline_effective: Mapping[str, Any] | None = N
     pipeline = pipeline_effective if pipeline_effective is not None else config.pipeline
     lines.append("")
     lines.extend(_render_table("pipeline", pipeline))
+    lines.append("")
+    lines.extend(_render_table("hooks", dataclasses.asdict(config.hooks)))
     return "\n".join(lines) + "\n"
 
 

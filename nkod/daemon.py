@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -37,11 +37,15 @@ from nkod.config import Config, load_config
 from nkod.decide import Committed, Draft, Outcome, RetryPolicy
 from nkod.errors import ConfigError, LockHeldError, LogError, StorageError
 from nkod.fsutil import atomic_write, fsync_dir, read_regular
+from nkod.hooks import Hooks
 from nkod.logs import get as get_logger
 from nkod.notify import Notifier
 from nkod.paths import Paths
-from nkod.processor import load_processor
+from nkod.processor import ERROR_KINDS, coerce_retry_after, load_processor, normalise_counts
 from nkod.state import Projector, Status, Video, format_ts
+
+if TYPE_CHECKING:
+    from nkod.metrics import MetricsServer, Summary
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -50,15 +54,90 @@ EXIT_LOG = 4
 EXIT_CRASH = 1  # an unexpected error in nkod itself (what was running is recorded interrupted)
 EXIT_STORAGE = 75  # EX_TEMPFAIL: systemd restarts us later, by which time space may be free
 TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a worker being stopped
+# The disk, not the video: the daemon stops with EXIT_STORAGE and systemd retries later.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+# The system is short of something for a while (fds, memory, processes): a video that cannot start now
+# gets a transient failure and the daemon goes on.
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An OSError in words, with its errno name, and what it means when it is a shortage."""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    text = f"{exc.strerror or exc}" + (f" ({name})" if name else "")
+    if exc.filename:
+        text += f": {exc.filename}"
+    if exc.errno in (errno.EMFILE, errno.ENFILE):
+        text = f"out of file descriptors: {text}; raise the limit (LimitNOFILE=, ulimit -n)"
+    return text
 
 
 def read_committed(output_dir: Path) -> Committed | None:
     """The summary an output directory was committed with, or None if there is none readable."""
     try:
         doc = orjson.loads(read_regular(output_dir / "summary.json", 64 << 20, follow_symlinks=False))
-        return Committed(started_seq=int(doc["started_seq"]), counts=dict(doc["counts"]))
+        return Committed(started_seq=int(doc["started_seq"]), counts=normalise_counts(doc["counts"]))
     except (OSError, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         return None
+
+
+def outcome_from_message(msg: object) -> Outcome | None:
+    """How a worker says its video ended (a ``result`` or ``error`` message), checked: a worker message is
+    untrusted (a processor can write to any fd; the worker can be another version). A bad result fails the
+    video, naming the key and value; a bad ``retry_after`` is ignored. None if `msg` is not an ending."""
+    if not isinstance(msg, dict):
+        return None
+    if msg.get("type") == "result":
+        try:
+            counts = normalise_counts(msg.get("counts"))
+        except ValueError as exc:
+            return Outcome(ok=False, kind="permanent", error=f"bad result from the processor: {exc}")
+        return Outcome(ok=True, counts=counts)
+    if msg.get("type") == "error":
+        kind = msg.get("kind")
+        error = msg.get("error")
+        if not isinstance(error, str):
+            error = "no error text" if error is None else f"error text {error!r}"
+        if kind not in ERROR_KINDS:
+            error = f"{error} (unknown failure kind {kind!r}: recorded permanent)"
+            kind = "permanent"
+        return Outcome(ok=False, kind=str(kind), error=error, retry_after=coerce_retry_after(msg.get("retry_after")))
+    return None
+
+
+def kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """Signal a worker's whole process group (it leads its own), so what its processor started goes too."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def worker_exited(proc: subprocess.Popen[bytes]) -> bool:
+    """Has the worker exited? Asked without reaping it: until it is reaped its pid, which is its process
+    group's id, cannot be reused, so what it left behind can still be killed by group safely."""
+    if proc.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped already
+        return proc.poll() is not None
+
+
+def remove_work(path: Path) -> None:
+    """Remove a work dir, or whatever a processor left in its place (a file, a link); best effort."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+
+class CommitRefused(Exception):
+    """An output could not be committed for a reason that is the video's, not the disk's: the processor
+    left no work dir (removed it, or put a file there), or the system was short of fds for a moment."""
+
+    def __init__(self, message: str, kind: str = "permanent") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass
@@ -144,6 +223,9 @@ class Daemon:
         self.work = self.paths.work  # where outputs are made: on output/'s file system (see _staging_dir)
         self._request_files: set[str] | None = None  # request files the log names (built when needed)
         self._stuck_requests: set[tuple[str, int, int]] = set()  # handled, but we cannot delete them
+        self._state_lock = threading.Lock()  # held while the projector changes: metrics read it from their thread
+        self._metrics: MetricsServer | None = None
+        self.hooks = Hooks(lambda: self.config.hooks, self.paths.root, self.log, clock)
 
     # -- policy from config ---------------------------------------------------------------------
     @property
@@ -159,16 +241,18 @@ class Daemon:
             secs = self.session_seconds()
             drafts = [{**d, "session_seconds": secs} for d in drafts]
         events = self.writer.append(drafts, format_ts(self.now()))
-        for event in events:
-            self.projector.apply(event)
-            self._log_event(event)
-            if event["type"] == "video_retry_scheduled":  # its wait starts now, on the monotonic clock
-                self._retry_due.pop(event["video_id"], None)
-                self._retry_is_due(self.projector.videos[event["video_id"]], self.clock())
-            if self._request_files is not None:
-                self._request_files.update(self._request_names(event))
-        self.projector.offset = self.writer.offset
+        with self._state_lock:
+            for event in events:
+                self.projector.apply(event)
+                self._log_event(event)
+                if event["type"] == "video_retry_scheduled":  # its wait starts now, on the monotonic clock
+                    self._retry_due.pop(event["video_id"], None)
+                    self._retry_is_due(self.projector.videos[event["video_id"]], self.clock())
+                if self._request_files is not None:
+                    self._request_files.update(self._request_names(event))
+            self.projector.offset = self.writer.offset
         self._events_since_snapshot += len(events)
+        self.hooks.on_events(events)
         return events
 
     def session_seconds(self) -> float:
@@ -231,10 +315,6 @@ class Daemon:
                 hint="requests/ must be a directory inside the data dir; requests left in the target are not read",
             )
 
-    @property
-    def trash(self) -> Path:
-        return self.work / ".trash"
-
     def _staging_dir(self) -> Path:
         """work/, unless output/ is on another file system (a disk mounted there): an output is committed
         by a rename, which cannot cross file systems, so it is then made in output/.staging instead."""
@@ -249,6 +329,8 @@ class Daemon:
         t0 = self.clock()
         if self.install_signals:  # first: they only set flags, and a SIGHUP must never kill us
             self._install_signal_handlers()
+        if not self._start_metrics():
+            return EXIT_USAGE
         try:
             replay = snapshot.replay(self.paths.log, self.paths.snapshot)
         except LogError as exc:
@@ -274,7 +356,9 @@ class Daemon:
             )
         self.projector.offset = replay.scan.end_offset
         try:
-            self.writer = eventlog.LogWriter(self.paths.log, replay.scan.last_seq + 1, self.failpoints)
+            self.writer = eventlog.LogWriter(
+                self.paths.log, replay.scan.last_seq + 1, self.failpoints, self._head_crc(replay)
+            )
             if self.projector.seq == 0:
                 self.append([{"type": "log_created", "log_id": os.urandom(8).hex(), "nkod_version": __version__}])
             session_t0 = self.clock()
@@ -340,10 +424,20 @@ class Daemon:
         watcher.start()
         try:
             self._loop()
-        except (StorageError, OSError) as exc:  # the disk or the system refused: stop cleanly, retry later
-            hint = getattr(exc, "hint", None) or "free space or make the data dir writable"
-            self.log.error("storage_failed", error=str(exc), hint=hint)
+        except StorageError as exc:  # the disk refused: stop cleanly, retry later
+            self.log.error(
+                "storage_failed", error=str(exc), hint=exc.hint or "free space or make the data dir writable"
+            )
             self._abort_jobs("storage failure: " + str(exc))
+            self.exit_code = EXIT_STORAGE
+        except OSError as exc:  # the disk, or the system (fds, memory): say which, stop cleanly, retry later
+            if exc.errno in STORAGE_ERRNOS:
+                self.log.error(
+                    "storage_failed", error=describe_os_error(exc), hint="free space or make the data dir writable"
+                )
+            else:
+                self.log.error("system_error", error=describe_os_error(exc))
+            self._abort_jobs(("storage failure: " if exc.errno in STORAGE_ERRNOS else "system error: ") + str(exc))
             self.exit_code = EXIT_STORAGE
         except Exception as exc:  # a bug: record what was running, then stop (systemd restarts us)
             self.log.exception("daemon_failed", error=f"{type(exc).__name__}: {exc}")
@@ -353,6 +447,15 @@ class Daemon:
             self._watch_stop.set()
         self._shutdown()
         return self.exit_code
+
+    def _head_crc(self, replay: snapshot.Replay) -> int | None:
+        """CRC-32 of the log as replayed (torn tail cut): from the snapshot's checked CRC plus the tail, else
+        of the whole log (C speed: about 0.1 s for 100 MB), so snapshots can record it."""
+        if replay.snapshot_head_crc is not None:
+            start, seed = replay.snapshot_offset, replay.snapshot_head_crc
+        else:
+            start, seed = 0, 0
+        return eventlog.crc_of_range(self.paths.log, start, replay.scan.end_offset, seed)
 
     def _verify_head(self, end_offset: int) -> None:
         """Verifier thread: check every line the snapshot covers (checksum, seq, version); only reads."""
@@ -381,7 +484,7 @@ class Daemon:
         So do the temp files of derived writes it was making (never renamed, so never read)."""
         for work in {self.paths.work, self.work}:
             for entry in work.iterdir():
-                shutil.rmtree(entry, ignore_errors=True)
+                remove_work(entry)
         for folder in (self.paths.root, self.paths.checkpoints):  # not requests/: nkoctl may be writing
             for tmp in folder.glob(".*.tmp"):
                 try:
@@ -474,6 +577,7 @@ class Daemon:
                 self._start_jobs()
             self._maybe_snapshot()
             self._write_views()
+            self._hooks_pass()
             self.notifier.watchdog()
             self.notifier.status(self._status_line())
             if self.stopping and not self.jobs:
@@ -530,8 +634,10 @@ class Daemon:
             self._retry_due.pop(vid, None)
         for vid in picks:
             workdir = self.work / vid
-            if workdir.exists():
+            if workdir.is_dir() and not workdir.is_symlink():
                 shutil.rmtree(workdir)
+            elif workdir.exists() or workdir.is_symlink():  # a file a processor left there: not a dir to clear
+                workdir.unlink()
             workdir.mkdir()
         # Group commit: every start of this pass in one append, one fsync.
         for event in self.append([decide.start_draft(self.projector.videos[vid]) for vid in picks]):
@@ -551,7 +657,19 @@ class Daemon:
         return mono >= anchor[1]
 
     def _spawn(self, vid: str, event: dict[str, Any]) -> None:
-        """Start the worker for a video whose video_started is durable."""
+        """Start the worker for a video whose video_started is durable. If the system cannot make one
+        (out of fds, memory, processes), the video gets a transient failure now: never left running."""
+        try:
+            self._spawn_worker(vid, event)
+        except OSError as exc:
+            remove_work(self.work / vid)
+            self.log.warning("worker_start_failed", video_id=vid, error=describe_os_error(exc))
+            outcome = Outcome(
+                ok=False, kind="transient", error=f"cannot start a worker process: {describe_os_error(exc)}"
+            )
+            self.append(decide.outcome_drafts(self.projector.videos[vid], outcome, self.policy, self.now()))
+
+    def _spawn_worker(self, vid: str, event: dict[str, Any]) -> None:
         workdir = self.work / vid
         r, w = os.pipe()
         job_spec = {
@@ -577,12 +695,9 @@ class Daemon:
                 cwd=str(workdir),
                 process_group=0,  # a terminal's Ctrl+C goes to the daemon only, which drains
             )
-        except OSError as exc:  # no process could be made (fds, memory): a transient failure of this video
+        except OSError:  # no process could be made (fds, memory): the caller records a transient failure
             os.close(r)
-            shutil.rmtree(workdir, ignore_errors=True)
-            outcome = Outcome(ok=False, kind="transient", error=f"cannot start a worker process: {exc}")
-            self.append(decide.outcome_drafts(self.projector.videos[vid], outcome, self.policy, self.now()))
-            return
+            raise
         finally:
             os.close(w)
         assert proc.stdin is not None
@@ -591,6 +706,11 @@ class Daemon:
             proc.stdin.close()
         except BrokenPipeError:
             pass  # the worker died at once; reaping records why
+        except OSError:
+            kill_group(proc, signal.SIGKILL)
+            proc.wait()
+            os.close(r)
+            raise
         os.set_blocking(r, False)
         timeout = self.config.daemon.video_timeout
         now = self.clock()
@@ -619,17 +739,12 @@ class Daemon:
                 msg = orjson.loads(line)
             except orjson.JSONDecodeError:
                 continue
+            if not isinstance(msg, dict):
+                continue
             if msg.get("type") == "progress":
                 job.progress = {k: v for k, v in msg.items() if k != "type"}
-            elif msg.get("type") == "result":
-                job.outcome = Outcome(ok=True, counts=msg["counts"])
-            elif msg.get("type") == "error":
-                job.outcome = Outcome(
-                    ok=False,
-                    kind=msg.get("kind", "permanent"),
-                    error=msg.get("error", ""),
-                    retry_after=msg.get("retry_after"),
-                )
+            else:
+                job.outcome = outcome_from_message(msg) or job.outcome
 
     def _reap_jobs(self) -> None:
         """Record how each exited worker ended. Outputs are committed one by one; the events of all the
@@ -637,8 +752,10 @@ class Daemon:
         drafts: list[Draft] = []
         storage_error: str | None = None
         for job in list(self.jobs.values()):
-            if job.proc.poll() is None:
+            if not worker_exited(job.proc):
                 continue
+            kill_group(job.proc, signal.SIGKILL)  # what its processor started and left behind
+            job.proc.wait()  # reaps it (it has exited)
             while job.fd >= 0:  # drain what the worker said before exiting
                 before = job.fd
                 self._read_job(job)
@@ -661,8 +778,6 @@ class Daemon:
         if drafts:
             self.append(drafts)
             self.failpoints.hit("after_append")
-        if self.trash.exists():
-            shutil.rmtree(self.trash, ignore_errors=True)
         if storage_error is not None:
             raise StorageError(storage_error)
 
@@ -681,9 +796,13 @@ class Daemon:
         outcome = job.outcome
         code = job.proc.returncode
         if outcome is not None and outcome.ok:
-            self._commit(job)
+            try:
+                self._commit(job)
+            except CommitRefused as exc:
+                remove_work(job.workdir)
+                outcome = Outcome(ok=False, kind=exc.kind, error=str(exc))
             return decide.outcome_drafts(video, outcome, self.policy, self.now())
-        shutil.rmtree(job.workdir, ignore_errors=True)
+        remove_work(job.workdir)
         if outcome is not None and outcome.kind == "storage":
             # The disk, not the video: recorded interrupted (redone first); the caller stops the daemon.
             return [decide.interrupted_draft(video, f"storage: {outcome.error}")]
@@ -713,13 +832,30 @@ class Daemon:
             "video": self.manifest.entries.get(vid, {}),
         }
         target = self.paths.output / vid
+        if job.workdir.is_symlink() or not job.workdir.is_dir():
+            raise CommitRefused(f"the processor removed its work dir {job.workdir} (or replaced it): nothing to commit")
+        renamed = False
         try:
-            atomic_write(job.workdir / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+            try:
+                atomic_write(job.workdir / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+            except OSError as exc:
+                if exc.errno in STORAGE_ERRNOS or exc.errno in RESOURCE_ERRNOS:
+                    raise
+                # The work dir is the processor's: gone, replaced or made unwritable by it.
+                raise CommitRefused(
+                    f"cannot write the summary into the work dir {job.workdir}: {describe_os_error(exc)}"
+                ) from exc
             self.failpoints.hit("before_output_rename")
-            if target.exists():  # a stale output from an attempt never recorded: move it aside
-                self.trash.mkdir(exist_ok=True)
-                os.rename(target, self.trash / f"{vid}-{job.started_seq}")
+            if target.exists():
+                # An output whose completion the log lacks (a crash, or a repair that dropped the line): it
+                # may be the only copy of finished work, so it is kept aside, never deleted.
+                kept = self.paths.archive / "replaced-outputs" / f"{vid}-{format_ts(self.now()).replace(':', '')}"
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(target, kept)
+                fsync_dir(kept.parent)
+                self.log.warning("output_kept_aside", video_id=vid, path=str(kept))
             os.rename(job.workdir, target)
+            renamed = True
             fsync_dir(self.paths.output)
             fsync_dir(self.work)
         except OSError as exc:
@@ -729,6 +865,8 @@ class Daemon:
                     hint="restart nkod (it stages on output/'s file system when it starts); mounts must not change"
                     " while it runs",
                 ) from exc
+            if exc.errno in RESOURCE_ERRNOS and not renamed:  # short of fds or memory for a moment
+                raise CommitRefused(f"cannot commit output: {describe_os_error(exc)}", kind="transient") from exc
             raise StorageError(f"cannot commit output of {vid} to {target}: {exc.strerror or exc}") from exc
         self.failpoints.hit("after_output_rename")
 
@@ -739,8 +877,8 @@ class Daemon:
                 job.timed_out = True
                 self.log.warning("video_timeout", video_id=job.video_id, seconds=self.config.daemon.video_timeout)
                 self._terminate(job, "timeout")
-            if job.kill_at is not None and now >= job.kill_at and job.proc.poll() is None:
-                job.proc.kill()
+            if job.kill_at is not None and now >= job.kill_at and not worker_exited(job.proc):
+                kill_group(job.proc, signal.SIGKILL)
         if self.stopping:
             remaining = self.stop_deadline - now
             if remaining <= 0:
@@ -754,9 +892,8 @@ class Daemon:
 
     def _terminate(self, job: Job, reason: str) -> None:
         job.stop_reason = reason
-        if job.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                job.proc.terminate()
+        if not worker_exited(job.proc):
+            kill_group(job.proc, signal.SIGTERM)
         job.kill_at = self.clock() + TERM_GRACE
 
     def _begin_stop(self, now: float) -> None:
@@ -776,8 +913,7 @@ class Daemon:
         for job in self.jobs.values():
             job.stop_reason = job.stop_reason or reason
             job.kill_at = self.clock()
-            with contextlib.suppress(ProcessLookupError):
-                job.proc.kill()
+            kill_group(job.proc, signal.SIGKILL)
         for job in list(self.jobs.values()):
             job.proc.wait()
         try:
@@ -807,6 +943,7 @@ class Daemon:
             self.exit_code = EXIT_STORAGE
         with contextlib.suppress(OSError):
             self.paths.activity.unlink()
+        self._stop_observers(reason)
         if self.writer is not None:
             self.writer.close()
         self.log.info("stopped", reason=reason, exit_code=self.exit_code, seq=self.projector.seq)
@@ -991,7 +1128,9 @@ class Daemon:
 
     def _write_snapshot(self) -> None:
         try:
-            snapshot.write(self.paths.snapshot, self.projector, self.failpoints)
+            w = self.writer
+            head_crc = w.crc if w is not None and w.offset == self.projector.offset else None
+            snapshot.write(self.paths.snapshot, self.projector, self.failpoints, head_crc)
         except OSError as exc:  # only an optimisation: never stop work for it
             self.log.warning("snapshot_failed", error=str(exc))
             return
@@ -1052,3 +1191,64 @@ class Daemon:
         if self.stopping:
             text = "stopping: " + text
         return text
+
+    # -- metrics and hooks ------------------------------------------------------------------------
+    def _start_metrics(self) -> bool:
+        """Serve ``[daemon] metrics_listen`` (if set) from a daemon thread; False if it cannot listen."""
+        listen = self.config.daemon.metrics_listen
+        if not listen:
+            return True
+        from nkod.config import parse_listen
+        from nkod.metrics import MetricsServer  # only now: prometheus_client is not loaded without metrics
+
+        host, port = parse_listen(listen)
+        try:
+            self._metrics = MetricsServer(host, port, self._metrics_summary)
+        except OSError as exc:
+            self.log.error(
+                "metrics_failed",
+                error=f"cannot listen on {listen}: {exc.strerror or exc}",
+                key="daemon.metrics_listen",
+                config=self.config.source,
+            )
+            return False
+        self.log.info("metrics_listening", url=self._metrics.url)
+        return True
+
+    def _metrics_summary(self) -> Summary | None:
+        """Called by the metrics server's thread at each scrape; None (no samples) until the log is
+        replayed: an empty state would read as a reset of every counter."""
+        from nkod.metrics import summarize
+
+        if self.writer is None:
+            return None
+        with self._state_lock:  # only for the copy (dict copies), not for the whole summary
+            state = self.projector.state()
+        return summarize(state, self.now(), daemon_running=True)
+
+    def _hooks_pass(self) -> None:
+        self.hooks.poll()
+        self.hooks.idle(not self.jobs and not self._work_left(), self._idle_fields)
+
+    def _idle_fields(self) -> dict[str, Any]:
+        p = self.projector
+        return {
+            "seq": p.seq,
+            "ts": format_ts(self.now()),
+            "total": len(p.videos),
+            "completed": p.status_counts[Status.COMPLETED],
+            "failed": p.status_counts[Status.FAILED],
+        }
+
+    def _stop_observers(self, reason: str) -> None:
+        """At stop: on_stopped (from daemon_stopped, or without it when it could not be written), then
+        wait for running hooks, each at most its timeout; then close the metrics endpoint."""
+        self.hooks.stopping(
+            {"type": "daemon_stopped", "reason": reason, "exit_code": self.exit_code, "seq": self.projector.seq}
+        )
+        wait = self.hooks.longest_wait()
+        if wait:
+            self.notifier.extend_timeout(wait + 10)
+        self.hooks.wait(stop_now=lambda: self._signals >= 2)
+        if self._metrics is not None:
+            self._metrics.close()

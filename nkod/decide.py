@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from nkod.state import Projector, State, Status, Video, parse_ts
+from nkod.state import Projector, State, Status, Video, parse_ts, try_parse_ts
 from nkod.state import format_ts as iso
 
 Draft = dict[str, Any]
@@ -140,8 +140,12 @@ def interrupted_draft(video: Video, reason: str) -> Draft:
 
 
 def is_due(video: Video, now: datetime) -> bool:
-    """Has the backoff's `not_before` passed on the wall clock? (See `retry_wait` for a clock that stepped back.)"""
-    return video.not_before is None or parse_ts(video.not_before) <= now
+    """Has the backoff's `not_before` passed on the wall clock? (See `retry_wait` for a clock that stepped back.)
+    An odd timestamp in the log does not hold a video back."""
+    if video.not_before is None:
+        return True
+    when = try_parse_ts(video.not_before)
+    return when is None or when <= now
 
 
 def retry_wait(video: Video, now: datetime, max_wait: float = math.inf) -> float:
@@ -153,7 +157,10 @@ def retry_wait(video: Video, now: datetime, max_wait: float = math.inf) -> float
     """
     if video.not_before is None:
         return 0.0
-    left = (parse_ts(video.not_before) - now).total_seconds()
+    when = try_parse_ts(video.not_before)
+    if when is None:
+        return 0.0
+    left = (when - now).total_seconds()
     bound = max_wait if video.retry_delay is None else min(video.retry_delay, max_wait)
     return max(0.0, min(left, bound))
 

@@ -37,10 +37,6 @@ class Paths:
         return self.root / "work"
 
     @property
-    def trash(self) -> Path:
-        return self.root / "work" / ".trash"
-
-    @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
 

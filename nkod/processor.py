@@ -16,6 +16,7 @@ worker fsyncs everything in `workdir` after the processor returns. To fail it ra
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -79,17 +80,54 @@ def load_processor(spec: str) -> Processor:
     return func  # type: ignore[no-any-return]
 
 
+MAX_COUNT = 2**53  # beyond this a float cannot count in ones: no real count is this big
+ERROR_KINDS = ("transient", "permanent", "storage")
+
+
+def bad_count(key: object, value: object) -> str | None:
+    """Why `key`=`value` cannot be a count (None if it can): a string key, a finite number, not huge."""
+    if not isinstance(key, str):
+        return f"count with non-string key {key!r}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"count {key}={value!r} is not a number"
+    if not math.isfinite(value):
+        return f"count {key}={value!r} is not a finite number"
+    if abs(value) > MAX_COUNT:
+        return f"count {key}={value!r} is too large (limit {MAX_COUNT})"
+    return None
+
+
 def normalise_counts(raw: object) -> dict[str, int | float]:
-    """The counts a processor returned, checked: a mapping of names to numbers, required keys filled."""
+    """The counts a processor returned, checked: a mapping of names to finite numbers, required keys filled.
+
+    Raises ValueError naming the bad key and value: nothing that cannot replay may reach the log."""
     if not isinstance(raw, Mapping):
-        raise TypeError(f"processor returned {type(raw).__name__}, expected a dict of counts")
+        raise ValueError(f"processor returned {type(raw).__name__}, expected a dict of counts")
     counts: dict[str, int | float] = {}
     for key, value in raw.items():
-        if not isinstance(key, str):
-            raise TypeError(f"processor returned a count with non-string key {key!r}")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(f"processor returned count {key}={value!r}, expected a number")
+        problem = bad_count(key, value)
+        if problem is not None:
+            raise ValueError(f"processor returned {problem}")
         counts[key] = value
     for key in REQUIRED_COUNTS:
         counts.setdefault(key, 0)
     return counts
+
+
+def coerce_retry_after(value: object) -> float | None:
+    """A Retry-After in seconds as a float, or None when it is not one (missing, garbage, negative, nan).
+
+    Accepts numbers and numeric strings ("120", as read from an HTTP header)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, int | float):
+        return None
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds

@@ -34,6 +34,11 @@ def status_panel(doc: dict[str, Any]) -> RenderableType:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
+    if doc.get("log_damaged"):
+        grid.add_row(
+            "Log:",
+            Text("DAMAGED: nkod will not start; run `nkoctl fsck` (figures: last good state)", style="bold red"),
+        )
     grid.add_row("Videos:", f"{done:,} / {total:,} ({pct:.1f}%)  {bar(done, total)}")
     grid.add_row("Frames:", f"{frames:,} extracted")
     detections = doc["nko_detections"]

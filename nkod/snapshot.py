@@ -122,25 +122,33 @@ def state_from_doc(doc: dict[str, Any]) -> State:
     )
 
 
-def encode(state: State | Projector) -> bytes:
-    """The bytes of a format-2 snapshot of `state`."""
+def encode(state: State | Projector, head_crc: int | None = None) -> bytes:
+    """The bytes of a format-2 snapshot of `state`. `head_crc`: CRC-32 of the log's bytes [0, state.offset),
+    so a reader can check cheaply that the head the snapshot stands in for is still what was replayed
+    (damage there must not hide behind it)."""
     doc = state_to_doc(state)
     rows = doc.pop("videos")
     dumps = orjson.dumps
     body = b"".join([dumps([row["id"] for row in rows]), b"\n", *[dumps(row) + b"\n" for row in rows]])
-    head = dumps(
-        {
-            "v": SNAPSHOT_VERSION,
-            "state": doc,
-            "summary": views.summary(state.videos.values()),
-            "body_crc": f"{zlib.crc32(body):08x}",
-        }
-    )
-    return b'{"crc":"%08x","doc":%s}\n%s' % (zlib.crc32(head), head, body)
+    head: dict[str, Any] = {
+        "v": SNAPSHOT_VERSION,
+        "state": doc,
+        "summary": views.summary(state.videos.values()),
+        "body_crc": f"{zlib.crc32(body):08x}",
+    }
+    if head_crc is not None:
+        head["head_crc"] = f"{head_crc:08x}"
+    line = dumps(head)
+    return b'{"crc":"%08x","doc":%s}\n%s' % (zlib.crc32(line), line, body)
 
 
-def write(path: Path, state: State | Projector, failpoints: eventlog.Failpoints | None = None) -> None:
-    data = encode(state)
+def write(
+    path: Path,
+    state: State | Projector,
+    failpoints: eventlog.Failpoints | None = None,
+    head_crc: int | None = None,
+) -> None:
+    data = encode(state, head_crc)
     if failpoints is not None and "mid_snapshot" in failpoints.names:
         tmp = path.with_name(f".{path.name}.failpoint.tmp")
         tmp.write_bytes(data[: len(data) // 2])
@@ -193,6 +201,8 @@ def _parse(data: bytes) -> tuple[dict[str, Any], bytes | None]:
 class Loaded:
     state: State | None
     problem: str | None  # why the snapshot was not used (None when used or absent)
+    head_crc: int | None = None  # CRC-32 of the log's head it covers, checked (None: an older snapshot)
+    head_changed: bool = False  # rejected because the covered head's bytes differ (damage, or a rewrite)
 
 
 def _read(path: Path) -> tuple[bytes | None, str | None]:
@@ -216,11 +226,23 @@ def _mismatch(path: Path, log_path: Path, seq: Any, offset: Any, last_ts: Any) -
     return None
 
 
-def load(path: Path, log_path: Path) -> Loaded:
-    """The snapshot's state if it is whole and matches the log; else why not."""
+def _head_crc(doc: dict[str, Any]) -> int | None:
+    value = doc.get("head_crc")
+    return int(value, 16) if value is not None else None
+
+
+def _head_changed(path: Path, log_path: Path, offset: int) -> str:
+    return f"the first {offset} bytes of {log_path} changed since {path} was written; rebuilding from the log"
+
+
+def load(path: Path, log_path: Path, check_head: bool = True) -> Loaded:
+    """The snapshot's state if it is whole and matches the log; else why not. `check_head=False` skips
+    comparing the covered head's bytes with the CRC recorded (to show what a damaged log's state was)."""
     data, problem = _read(path)
     if data is None:
         return Loaded(None, problem)
+    # The head's CRC is computed while the snapshot is parsed (most of a status call on a big log).
+    head = eventlog.BackgroundCrc(log_path) if check_head else None
     try:
         doc, rest = _parse(data)
         state_doc = doc["state"]
@@ -228,12 +250,15 @@ def load(path: Path, log_path: Path) -> Loaded:
             body = _Body(rest, doc["body_crc"])
             state_doc = {**state_doc, "videos": [body.row(i) for i in range(len(body.ids))]}
         state = state_from_doc(state_doc)
+        head_crc = _head_crc(doc)
     except (ValueError, KeyError, TypeError, IndexError, orjson.JSONDecodeError) as exc:
         return Loaded(None, f"{path} is damaged ({exc}); rebuilding from the log")
     mismatch = _mismatch(path, log_path, state.seq, state.offset, state.last_ts)
     if mismatch:
         return Loaded(None, mismatch)
-    return Loaded(state, None)
+    if head is not None and head_crc is not None and head.at(state.offset) != head_crc:
+        return Loaded(None, _head_changed(path, log_path, state.offset), head_changed=True)
+    return Loaded(state, None, head_crc)
 
 
 @dataclass
@@ -246,6 +271,7 @@ class Replay:
     snapshot_problem: str | None
     tail_events: int
     snapshot_offset: int = 0  # the log's head the snapshot stood in for (0: none used)
+    snapshot_head_crc: int | None = None  # its checked CRC-32 (None: none used, or an older snapshot)
 
 
 def replay(data_log: Path, snapshot_path: Path, use_snapshot: bool = True) -> Replay:
@@ -265,7 +291,9 @@ def replay(data_log: Path, snapshot_path: Path, use_snapshot: bool = True) -> Re
     projector.apply_all(chain.from_iterable(chunks))  # one call: each video is copied once, not per event
     count = result.lines - (first_line - 1)
     projector.offset = result.end_offset
-    return Replay(projector, result, base is not None, loaded.problem, count, base.offset if base else 0)
+    return Replay(
+        projector, result, base is not None, loaded.problem, count, base.offset if base else 0, loaded.head_crc
+    )
 
 
 @dataclass
@@ -301,12 +329,13 @@ def status_replay(data_log: Path, snapshot_path: Path) -> StatusReplay | None:
     data, _problem = _read(snapshot_path)
     if data is None:
         return None
+    head = eventlog.BackgroundCrc(data_log)  # as `load` does: damage under the snapshot must show
     try:
         doc, rest = _parse(data)
         if rest is None:  # format 1: no summary
             return None
         state_doc, base_summary = doc["state"], doc["summary"]
-        seq, offset = state_doc["seq"], state_doc["offset"]
+        seq, offset, head_crc = state_doc["seq"], state_doc["offset"], _head_crc(doc)
         if (
             type(seq) is not int
             or type(offset) is not int
@@ -315,6 +344,8 @@ def status_replay(data_log: Path, snapshot_path: Path) -> StatusReplay | None:
             return None
     except (ValueError, KeyError, TypeError, IndexError, orjson.JSONDecodeError):
         return None
+    if head_crc is not None and head.at(offset) != head_crc:
+        return None  # the head changed: the full replay says how
     result = eventlog.ScanResult()
     events = list(chain.from_iterable(eventlog.scan_chunks(data_log, offset, seq, seq + 1, result)))
     named = _named_videos(events)

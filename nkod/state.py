@@ -17,6 +17,7 @@ frozen Video per event, at a fraction of the cost.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -152,8 +153,61 @@ def parse_ts(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
+def try_parse_ts(ts: object) -> datetime | None:
+    """`ts` as an aware datetime, or None when it is not a timestamp the log writes."""
+    if not isinstance(ts, str):
+        return None
+    try:
+        dt = parse_ts(ts)
+    except ValueError:
+        return None
+    return dt if dt.tzinfo is not None else None
+
+
 def seconds_between(start: str, end: str) -> float:
-    return max(0.0, (parse_ts(end) - parse_ts(start)).total_seconds())
+    a, b = try_parse_ts(start), try_parse_ts(end)
+    return max(0.0, (b - a).total_seconds()) if a is not None and b is not None else 0.0
+
+
+# -- reading event fields: a checksummed line can hold any JSON value, and the fold must never raise ----
+# (a log nkod wrote must always replay). A value of the wrong type is treated as absent.
+MAX_COUNT = 2**53
+
+
+def _text(value: object, default: str | None = None) -> str | None:
+    return value if isinstance(value, str) else default
+
+
+def _int(value: object, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _ts_or_none(value: object) -> str | None:
+    return value if try_parse_ts(value) is not None else None  # type: ignore[return-value]
+
+
+def _counts(value: object) -> dict[str, float]:
+    """The numeric counts in `value`: a non-mapping is no counts; a non-finite or huge value is skipped."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {
+        k: v
+        for k, v in value.items()
+        if isinstance(k, str)
+        and isinstance(v, int | float)
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        and abs(v) <= MAX_COUNT
+    }
+
+
+def _problem(value: object) -> bool:
+    return (
+        isinstance(value, Mapping)
+        and isinstance(value.get("path"), str)
+        and isinstance(value.get("line"), int)
+        and isinstance(value.get("error"), str)
+    )
 
 
 def _session_length(p: Projector, end_ts: str | None) -> float:
@@ -266,7 +320,7 @@ class Projector:
         if secs.__class__ not in _NUMBER or self._session.open_since is None:
             return
         value = cast(float, secs)
-        if value >= 0 and (self.open_seconds is None or value > self.open_seconds):
+        if 0 <= value < math.inf and (self.open_seconds is None or value > self.open_seconds):
             self.open_seconds = float(value)
 
     def _add_totals(self, counts: Mapping[str, float], sign: int) -> None:
@@ -320,7 +374,7 @@ class Projector:
 
 
 def _mutate_log_created(p: Projector, e: Event) -> None:
-    p.log_id = e["log_id"]
+    p.log_id = _text(e.get("log_id"))
     p.created_at = e["ts"]
 
 
@@ -329,7 +383,7 @@ def _mutate_daemon_started(p: Projector, e: Event) -> None:
     active = s.active_seconds
     if s.open_since is not None:  # the previous daemon died: close at its last word
         active += _session_length(p, p.last_ts)
-    p._session = Session(active_seconds=active, open_since=e["ts"], pid=e.get("pid"))
+    p._session = Session(active_seconds=active, open_since=_ts_or_none(e.get("ts")), pid=_int(e.get("pid"), 0) or None)
     p.open_seconds = None
 
 
@@ -345,20 +399,31 @@ def _mutate_daemon_stopped(p: Projector, e: Event) -> None:
 
 
 def _mutate_videos_added(p: Projector, e: Event) -> None:
-    for vid in e["video_ids"]:
-        if vid not in p.videos:
+    ids = e.get("video_ids")
+    for vid in ids if isinstance(ids, list) else ():
+        if isinstance(vid, str) and vid and vid not in p.videos:
             p._settle(*p._edit(vid))
 
 
-# Each mutator reads the event's fields before it edits: a field that does not read changes nothing.
+def _vid(e: Event) -> str | None:
+    """The video an event names (a non-empty string id); an event naming none changes nothing."""
+    vid = e.get("video_id")
+    return vid if isinstance(vid, str) and vid else None
+
+
+# Each video mutator reads the event's fields (any JSON value: one of the wrong type counts as absent)
+# before it edits the video.
 
 
 def _mutate_video_started(p: Projector, e: Event) -> None:
-    attempt, started_seq, ts = e["attempt"], e.get("orig_seq", e["seq"]), e["ts"]
-    v, old, old_counts = p._edit(e["video_id"])
+    vid = _vid(e)
+    if vid is None:
+        return
+    attempt, started_seq, ts = e.get("attempt"), _int(e.get("orig_seq"), e["seq"]), e["ts"]
+    v, old, old_counts = p._edit(vid)
     v.status = Status.RUNNING
     v.starts = v.starts + 1
-    v.attempt = attempt
+    v.attempt = _int(attempt, v.attempt + 1)
     v.started_seq = started_seq  # fsck --repair renumbers; outputs name the original
     v.started_at = ts
     v.not_before = None
@@ -367,8 +432,11 @@ def _mutate_video_started(p: Projector, e: Event) -> None:
 
 
 def _mutate_video_completed(p: Projector, e: Event) -> None:
-    counts, ts = MappingProxyType(dict(e.get("counts") or {})), e["ts"]
-    v, old, old_counts = p._edit(e["video_id"])
+    vid = _vid(e)
+    if vid is None:
+        return
+    counts, ts = MappingProxyType(_counts(e.get("counts"))), e["ts"]
+    v, old, old_counts = p._edit(vid)
     v.status = Status.COMPLETED
     v.counts = counts
     v.completed_at = ts
@@ -381,9 +449,13 @@ def _mutate_video_completed(p: Projector, e: Event) -> None:
 
 
 def _mutate_video_retry_scheduled(p: Projector, e: Event) -> None:
-    not_before, error, kind = e["not_before"], e["error"], e.get("error_kind", "transient")
+    vid = _vid(e)
+    if vid is None:
+        return
+    not_before = _ts_or_none(e.get("not_before"))
+    error, kind = _text(e.get("error"), "no error text"), _text(e.get("error_kind"), "transient")
     delay = _retry_delay(e)
-    v, old, old_counts = p._edit(e["video_id"])
+    v, old, old_counts = p._edit(vid)
     v.status = Status.PENDING
     v.failures = v.failures + 1
     v.not_before = not_before
@@ -399,15 +471,18 @@ def _retry_delay(e: Event) -> float | None:
     delay = e.get("delay_seconds")
     if isinstance(delay, int | float) and not isinstance(delay, bool):
         return max(0.0, float(delay))
-    try:
-        return seconds_between(e["ts"], e["not_before"])
-    except (TypeError, ValueError, AttributeError):
+    start, end = try_parse_ts(e.get("ts")), try_parse_ts(e.get("not_before"))
+    if start is None or end is None:
         return None
+    return max(0.0, (end - start).total_seconds())
 
 
 def _mutate_video_failed(p: Projector, e: Event) -> None:
-    error, kind, ts = e["error"], e.get("error_kind", "permanent"), e["ts"]
-    v, old, old_counts = p._edit(e["video_id"])
+    vid = _vid(e)
+    if vid is None:
+        return
+    error, kind, ts = _text(e.get("error"), "no error text"), _text(e.get("error_kind"), "permanent"), e["ts"]
+    v, old, old_counts = p._edit(vid)
     v.status = Status.FAILED
     v.failures = v.failures + 1
     v.error = error
@@ -419,8 +494,11 @@ def _mutate_video_failed(p: Projector, e: Event) -> None:
 
 
 def _mutate_video_interrupted(p: Projector, e: Event) -> None:
-    reason = e.get("reason")
-    v, old, old_counts = p._edit(e["video_id"])
+    vid = _vid(e)
+    if vid is None:
+        return
+    reason = _text(e.get("reason"))
+    v, old, old_counts = p._edit(vid)
     v.status = Status.INTERRUPTED
     v.error = reason
     v.error_kind = "interrupted"
@@ -428,7 +506,9 @@ def _mutate_video_interrupted(p: Projector, e: Event) -> None:
 
 
 def _mutate_retry_requested(p: Projector, e: Event) -> None:
-    vid = e["video_id"]
+    vid = _vid(e)
+    if vid is None:
+        return
     now = p._current(vid)
     if now is None or now.status in (Status.RUNNING, Status.COMPLETED):
         return
@@ -445,9 +525,12 @@ def _mutate_retry_requested(p: Projector, e: Event) -> None:
 
 
 def _mutate_video_imported(p: Projector, e: Event) -> None:
-    completed, when = e["status"] == "completed", e.get("timestamp") or e["ts"]
-    error = None if completed else (e.get("error") or "failed in the old run (imported)")
-    v, old, old_counts = p._edit(e["video_id"])
+    vid = _vid(e)
+    if vid is None:
+        return
+    completed, when = e.get("status") == "completed", _text(e.get("timestamp")) or e["ts"]
+    error = None if completed else (_text(e.get("error")) or "failed in the old run (imported)")
+    v, old, old_counts = p._edit(vid)
     if completed:
         v.status = Status.COMPLETED
         v.completed_at = when
@@ -461,7 +544,8 @@ def _mutate_video_imported(p: Projector, e: Event) -> None:
 
 
 def _mutate_manifest_checked(p: Projector, e: Event) -> None:
-    p.manifest_problems = tuple(e.get("problems", ()))
+    problems = e.get("problems")
+    p.manifest_problems = tuple(x for x in problems if _problem(x)) if isinstance(problems, list) else ()
 
 
 _MUTATORS = {name.removeprefix("_mutate_"): fn for name, fn in list(globals().items()) if name.startswith("_mutate_")}

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from nkod.state import Projector, State, Status, Video, parse_ts
+from nkod.state import Projector, State, Status, Video, try_parse_ts
 
 
 def elapsed_seconds(
@@ -28,16 +28,20 @@ def elapsed_seconds(
     total = s.active_seconds
     if s.open_since is None:
         return total
+    last = try_parse_ts(state.last_ts)  # (an odd timestamp in the log counts no time rather than stopping status)
     counted = s.open_seconds
     if counted is not None or session_seconds is not None:
         counted = counted or 0.0
         if session_seconds is not None:
             return total + max(counted, session_seconds)
-        if daemon_running and state.last_ts:
-            counted += max(0.0, (now - parse_ts(state.last_ts)).total_seconds())
+        if daemon_running and last is not None:
+            counted += max(0.0, (now - last).total_seconds())
         return total + counted
-    end = now if daemon_running else (parse_ts(state.last_ts) if state.last_ts else now)
-    return total + max(0.0, (end - parse_ts(s.open_since)).total_seconds())
+    since = try_parse_ts(s.open_since)
+    if since is None:
+        return total
+    end = now if daemon_running else (last or now)
+    return total + max(0.0, (end - since).total_seconds())
 
 
 def live_session_seconds(activity: Mapping[str, Any] | None, daemon_pid: int | None, monotonic: float) -> float | None:

@@ -21,7 +21,7 @@ import orjson
 
 from nkod.errors import ProcessingError, TransientError
 from nkod.fsutil import fsync_tree
-from nkod.processor import Report, load_processor, normalise_counts
+from nkod.processor import Report, coerce_retry_after, load_processor, normalise_counts
 
 PR_SET_PDEATHSIG = 1
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
@@ -81,7 +81,10 @@ def run(job: dict[str, Any], out: IO[bytes]) -> None:
 def _send_failure(send: Callable[[dict[str, Any]], None], exc: Exception) -> None:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, TransientError):
-        send({"type": "error", "kind": "transient", "error": message, "retry_after": exc.retry_after})
+        # A Retry-After read from a header is a string: coerced here, and garbage is dropped, not sent.
+        send(
+            {"type": "error", "kind": "transient", "error": message, "retry_after": coerce_retry_after(exc.retry_after)}
+        )
     elif isinstance(exc, ProcessingError):
         send({"type": "error", "kind": exc.kind, "error": message})
     else:  # any other failure is permanent, with its type, so a person can act on it

@@ -169,3 +169,77 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30, interval: float
 def kill9(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
+
+
+# Peak memory of a command. ru_maxrss from wait4 on our own child is useless here: the kernel carries the
+# forking process's high-water mark across exec, so it reports pytest's size when pytest is the bigger one.
+# A small Python in between forks the command; its RUSAGE_CHILDREN then holds only the command's own peak.
+_PEAK_WRAPPER = """
+import os, resource, subprocess, sys
+report = sys.argv[1]
+proc = subprocess.Popen(sys.argv[2:])
+with open(report + ".pid", "w") as f:
+    f.write(str(proc.pid))
+code = proc.wait()
+with open(report, "w") as f:
+    f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+def _vm_kib(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def run_with_peak_rss(
+    args: list[str], *, limit_kib: int | None = None, timeout: float = 60, environ: Mapping[str, str] | None = None
+) -> tuple[int, str, int]:
+    """Run `args` to the end: (exit code, stdout+stderr, peak RSS in KiB of that process alone).
+
+    With `limit_kib`, the command is killed (and AssertionError raised) once its RSS passes that, so a
+    runaway allocation fails the test instead of the machine."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile("w+") as out:
+        report = os.path.join(tmp, "peak")
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _PEAK_WRAPPER, report, *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=dict(environ) if environ is not None else env(),
+        )
+        deadline = time.monotonic() + timeout
+        child = 0
+        while proc.poll() is None:
+            if not child and os.path.exists(report + ".pid"):
+                with contextlib.suppress(ValueError, OSError):
+                    child = int(Path(report + ".pid").read_text())
+            seen = _vm_kib(child, "VmHWM") if child else 0
+            if (limit_kib is not None and seen > limit_kib) or time.monotonic() > deadline:
+                for pid in (child, proc.pid):
+                    if pid:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                proc.wait()
+                out.seek(0)
+                raise AssertionError(f"stopped at {seen} KiB (limit {limit_kib}, {timeout} s): {out.read()[-3000:]}")
+            time.sleep(0.05)
+        out.seek(0)
+        return proc.returncode, out.read(), int(Path(report).read_text())
+
+
+def add_config_table(d: DataDir, name: str, values: Mapping[str, Any]) -> None:
+    """Append a `[name]` table to the data dir's config (strings and lists of strings as JSON, which
+    TOML reads the same)."""
+    lines = [f"\n[{name}]"]
+    for key, value in values.items():
+        lines.append(f"{key} = {orjson.dumps(value).decode()}")
+    with open(d.config, "a") as f:
+        f.write("\n".join(lines) + "\n")

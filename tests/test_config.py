@@ -10,7 +10,7 @@ import pytest
 
 from nkod.config import DaemonConfig, load_config, render_toml, with_overrides
 from nkod.errors import ConfigError
-from tests.helpers import binary, env
+from tests.helpers import REPO, binary, env
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -133,3 +133,33 @@ def test_check_config_refuses_a_processor_that_cannot_be_imported(tmp_path: Path
     path = write(tmp_path, '[daemon]\nprocessor = "no_such_module_xyz:process"\n')
     r = _check_config(path)
     assert r.returncode == 2 and "no_such_module_xyz" in r.stderr
+
+
+def test_the_shipped_example_config_is_what_the_schema_generates() -> None:
+    """data/nkod.example.toml equals render_example(): regenerate with scripts/make_example_config.py."""
+    from nkod.config_example import render_example
+
+    shipped = (REPO / "data" / "nkod.example.toml").read_text()
+    assert shipped == render_example(), "data/nkod.example.toml is stale: run python scripts/make_example_config.py"
+
+
+def test_every_key_of_the_example_is_documented_and_nothing_else() -> None:
+    """Each [daemon] and [hooks] field has exactly one comment in the generator (a new key cannot go undocumented)."""
+    import dataclasses
+
+    from nkod.config import DaemonConfig
+    from nkod.config_example import DAEMON_DOCS, HOOKS_DOCS
+    from nkod.hooks import HooksConfig
+
+    assert set(DAEMON_DOCS) == {f.name for f in dataclasses.fields(DaemonConfig)}
+    assert set(HOOKS_DOCS) == {f.name for f in dataclasses.fields(HooksConfig)}
+
+
+def test_the_example_config_loads_to_exactly_the_defaults() -> None:
+    """Loading the example gives the built-in defaults for every table, the pipeline's included."""
+    from nkod.pipeline.settings import effective_table, parse_settings
+
+    example = load_config(REPO / "data" / "nkod.example.toml")
+    defaults = load_config(None)
+    assert example.daemon == defaults.daemon and example.hooks == defaults.hooks
+    assert effective_table(parse_settings(example.pipeline, "x")) == effective_table(parse_settings({}, "x"))

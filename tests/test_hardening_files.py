@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import orjson
 import pytest
 
 from nkod.fsutil import NotRegularFileError, read_regular
-from tests.helpers import DataDir, env, wait_for
+from tests.helpers import DataDir, env, run_with_peak_rss, wait_for
 
 MiB = 1 << 20
 NOBODY = "nobody"
@@ -41,39 +40,10 @@ def _stop(proc: subprocess.Popen[str], within: float = 15) -> int:
         raise AssertionError(f"nkod ignored SIGTERM for {within} s") from None
 
 
-def _vm_kib(pid: int, key: str) -> int:
-    """A memory figure of a live process from /proc/PID/status (VmRSS, VmHWM), in KiB; 0 if gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def _run_bounded(args: list[str], limit_kib: int, timeout: float = 60) -> tuple[int, str, int]:
     """Run to the end; killed (and the test fails) if its memory passes `limit_kib` or time runs out.
-    Returns (exit code, output, peak RSS in KiB as the kernel counts it for this process)."""
-    with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True, env=env())
-        deadline = time.monotonic() + timeout
-        peak = 0
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                peak = max(peak, usage.ru_maxrss)
-                break
-            peak = max(peak, _vm_kib(proc.pid, "VmHWM"))
-            if peak > limit_kib or time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
-                out.seek(0)
-                raise AssertionError(f"stopped at {peak} KiB after {timeout} s at most: {out.read()[-3000:]}")
-            time.sleep(0.05)
-        out.seek(0)
-        return proc.returncode, out.read(), peak
+    Returns (exit code, output, peak RSS in KiB of that process alone)."""
+    return run_with_peak_rss(args, limit_kib=limit_kib, timeout=timeout)
 
 
 def _needs_root_mount() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from nkod import manifest
-from tests.helpers import DataDir, env, wait_for
+from tests.helpers import DataDir, run_with_peak_rss, wait_for
 
 
 def videos(n: int, **extra: object) -> list[dict[str, object]]:
@@ -170,11 +170,9 @@ def test_a_manifest_saved_with_a_utf8_bom_processes_all_its_lines(d: DataDir) ->
 
 
 def peak_rss_mib_of_nkod_once(d: DataDir) -> tuple[int, float]:
-    """Run `nkod --once` to the end; its exit status and its peak RSS (largest of it and its workers)."""
-    proc = subprocess.Popen(d.nkod_args("--once"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss / 1024  # KiB on Linux
+    """Run `nkod --once` to the end; its exit status and its peak RSS in MiB (largest of it and its workers)."""
+    code, _out, peak_kib = run_with_peak_rss(d.nkod_args("--once"), timeout=120)
+    return code, peak_kib / 1024
 
 
 def test_a_huge_manifest_line_is_named_and_skipped_without_the_daemon_holding_it(tmp_path: Path) -> None:

@@ -1,0 +1,88 @@
+"""The annotated example config (``data/nkod.example.toml``), generated from the config schema.
+
+Keys and default values come from the dataclasses that parse the file (``DaemonConfig``, ``HooksConfig``,
+the pipeline's settings), so the example cannot drift from what nkod accepts; the comments are here, one per
+key, and a test checks that every key has one. Regenerate with ``python scripts/make_example_config.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from nkod.config import DaemonConfig, _render_table, _toml_value
+from nkod.hooks import HooksConfig
+
+HEADER = """\
+# nkod configuration. Install as /etc/nkod/nkod.toml for the systemd service (the unit sets
+# NKOD_CONFIG=/etc/nkod/nkod.toml), or pass `--config FILE` / set $NKOD_CONFIG.
+# Every key is optional; the values below are the built-in defaults. `nkod --print-config`
+# shows the effective config; `nkod --check-config` checks a file. Command-line flags
+# (--workers, --processor) override this file. `systemctl reload nkod` checks, then re-reads
+# this file without stopping work in progress.
+#
+# Generated from the config schema by scripts/make_example_config.py: edit that, not this file.
+"""
+
+DAEMON_DOCS: Mapping[str, str] = {
+    "workers": "Videos processed at once, each in its own worker process.",
+    "processor": "The processor, as MODULE:FUNC. The default is the built-in pipeline.",
+    "manifest": "The video list, relative to the data dir (/var/lib/nkod under systemd).",
+    "max_attempts": "Attempts per video before a transient error (network, rate limit, timeout) makes it failed.",
+    "backoff_initial": "Seconds before the first retry.",
+    "backoff_factor": "Each further retry waits this many times longer.",
+    "backoff_max": "The longest wait between attempts, also for a server's Retry-After and across clock steps.",
+    "video_timeout": "A video still running after this many seconds is stopped and retried (0 = no limit).",
+    "stop_grace": "On SIGTERM / `systemctl stop`: seconds a running video may take to finish before it is\n"
+    "stopped and recorded interrupted (it is redone first on the next start).",
+    "snapshot_every": "Write a snapshot (faster start-up) every this many events.",
+    "views_interval": "Seconds between rewrites of the derived views (checkpoints/, activity.json).",
+    "rescan_interval": "Seconds between re-reads of videos.jsonl and requests/ (changes are also noticed at once).",
+    "log_format": 'auto | console | journal | plain | json. "auto" picks journal under systemd.',
+    "metrics_listen": 'HOST:PORT of a Prometheus /metrics endpoint, e.g. "127.0.0.1:9464" (empty: off).\n'
+    "Read at start only.",
+}
+
+HOOKS_DOCS: Mapping[str, str] = {
+    "on_completed": "Run after a video's output is committed and recorded,\n"
+    'e.g. ["/usr/local/bin/notify", "done"].\n'
+    "Each hook is an argv list (no shell) with the event in NKOD_* environment variables\n"
+    "(NKOD_EVENT, NKOD_VIDEO_ID, NKOD_ERROR, NKOD_ATTEMPT, NKOD_DATA_DIR, ...). Empty: none.",
+    "on_failed": "Run when a video is recorded failed (attempts used, or a permanent error).",
+    "on_idle": "Run once each time the work runs out (nothing left to run or running).",
+    "on_stopped": "Run when the daemon stops (it waits for this one, at most `timeout`).",
+    "timeout": "Seconds a hook may run before its process group is killed.",
+}
+
+PIPELINE_NOTE = """\
+# The built-in pipeline (download, frames, N'Ko detection, audio segments): every key with its
+# default. What each one does: the README's "Configuration: the [pipeline] table"."""
+
+
+def _comment(text: str) -> list[str]:
+    return [f"# {line}" for line in text.splitlines()]
+
+
+def _documented_table(name: str, values: Mapping[str, object], docs: Mapping[str, str]) -> list[str]:
+    lines = [f"[{name}]"]
+    for key, value in values.items():
+        lines.extend(_comment(docs[key]))
+        lines.append(f"{key} = {_toml_value(value)}")
+    return lines
+
+
+def render_example() -> str:
+    """The whole example file: every key of every table, at its default."""
+    from nkod.pipeline.settings import effective_table, parse_settings
+
+    daemon = {f.name: getattr(DaemonConfig(), f.name) for f in dataclasses.fields(DaemonConfig)}
+    hooks = {f.name: list(v) if isinstance(v := getattr(HooksConfig(), f.name), tuple) else v
+             for f in dataclasses.fields(HooksConfig)}  # fmt: skip
+    lines = [HEADER]
+    lines.extend(_documented_table("daemon", daemon, DAEMON_DOCS))
+    lines.append("")
+    lines.extend(_documented_table("hooks", hooks, HOOKS_DOCS))
+    lines.append("")
+    lines.append(PIPELINE_NOTE)
+    lines.extend(_render_table("pipeline", effective_table(parse_settings({}, "<defaults>"))))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,190 @@
+"""What every nkoctl command shares: errors and exit codes, finding the data dir, reading the state."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from nkod import eventlog, lock, snapshot, views
+from nkod.errors import LockHeldError, LogCorruptError, LogError
+from nkod.fsutil import read_regular
+from nkod.paths import Paths
+from nkod.state import Projector
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+# rich is imported only where something is drawn: `status --json` and scripts should not pay for it.
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_LOG = 4
+SYSTEM_DATA_DIR = Path("/var/lib/nkod")
+
+
+class CtlError(Exception):
+    """A message for the user and an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def resolve_data_dir(given: Path | None) -> Path:
+    """--data-dir, $NKOD_DATA_DIR, $STATE_DIRECTORY, ./data if it exists, the system service's
+    /var/lib/nkod if it exists, else ./data."""
+    if given is not None:
+        return given
+    for var in ("NKOD_DATA_DIR", "STATE_DIRECTORY"):
+        value = os.environ.get(var)
+        if value:
+            return Path(value.split(":")[0])
+    local = Path("data")
+    if local.is_dir():
+        return local
+    if SYSTEM_DATA_DIR.is_dir():
+        return SYSTEM_DATA_DIR
+    return local
+
+
+class CtlBase:
+    """What every command group shares: the data dir's paths, the consoles, reading the state, the lock."""
+
+    def __init__(self, data_dir: Path, console: Console | None = None) -> None:
+        self.paths = Paths(data_dir)
+        self._console = console
+        self._out: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        """Messages, on stderr."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True, highlight=False, soft_wrap=True)
+        return self._console
+
+    @property
+    def out(self) -> Console:
+        """Results, on stdout."""
+        if self._out is None:
+            from rich.console import Console
+
+            self._out = Console(soft_wrap=True, highlight=False)
+        return self._out
+
+    def daemon_pid(self) -> int | None:
+        return lock.holder_pid(self.paths.root)
+
+    def load(self) -> Projector:
+        if not self.paths.root.is_dir():
+            raise CtlError(f"{self.paths.root}: no such data directory (use --data-dir)")
+        try:
+            replay = snapshot.replay(self.paths.log, self.paths.snapshot)
+        except LogCorruptError as exc:
+            raise CtlError(str(exc), EXIT_LOG) from exc
+        except LogError as exc:
+            raise CtlError(str(exc), EXIT_LOG) from exc
+        self._note_torn(replay.scan)
+        return replay.projector
+
+    def _note_torn(self, scan: eventlog.ScanResult) -> None:
+        if scan.torn is not None:
+            t = scan.torn
+            self.console.print(
+                f"[yellow]note:[/] {self.paths.log} ends in a torn line {t.line} ({t.length} bytes, {t.reason});"
+                " the daemon cuts it at its next start",
+                highlight=False,
+            )
+
+    def status_replay(self) -> snapshot.StatusReplay | None:
+        """The snapshot's summary plus the log's tail, for status (None: no usable snapshot, or a damaged
+        log: then a full replay, which says what is wrong)."""
+        if not self.paths.root.is_dir():
+            return None
+        try:
+            fast = snapshot.status_replay(self.paths.log, self.paths.snapshot)
+        except LogError:
+            return None
+        if fast is not None:
+            self._note_torn(fast.scan)
+        return fast
+
+    def activity(self) -> dict[str, Any] | None:
+        try:
+            doc = orjson.loads(read_regular(self.paths.activity, 64 << 20, follow_symlinks=False))
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def load_despite_damage(self) -> tuple[Projector, str | None]:
+        """The state, and what is wrong with the log if nkod would refuse it (None when it would not).
+
+        A damaged log still shows where things stood: the snapshot's state (its head is not trusted for
+        nkod, but it is the best picture) plus what of the tail reads, else the events before the damage."""
+        try:
+            return self.load(), None
+        except CtlError as exc:
+            if not isinstance(exc.__cause__, LogCorruptError):
+                raise
+            damage = str(exc.__cause__)
+        loaded = snapshot.load(self.paths.snapshot, self.paths.log, check_head=False)
+        p = Projector(loaded.state)
+        result = eventlog.ScanResult()
+        start, seq = (loaded.state.offset, loaded.state.seq) if loaded.state else (0, 0)
+        try:
+            for e in eventlog.scan(self.paths.log, start_offset=start, prev_seq=seq, first_line=seq + 1, result=result):
+                p.apply(e)
+        except LogError:
+            pass  # the damage itself, or more of it: what was read so far stands
+        p.offset = result.end_offset
+        return p, damage
+
+    def status_doc(
+        self,
+        projector: Projector | None = None,
+        log_damaged: str | None = None,
+        summary: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """`summary`: views.summary of the state's videos, when `projector` holds only some of them."""
+        p = projector or self.load()
+        pid = self.daemon_pid()
+        activity = self.activity() if pid else None
+        session = views.live_session_seconds(activity, pid, time.monotonic())
+        doc = views.status_doc(p, datetime.now(UTC), pid, activity, session, summary)
+        doc["log_damaged"] = log_damaged
+        return doc
+
+    def _report_submission(self, path: Path, what: str, wait: float) -> None:
+        pid = self.daemon_pid()
+        if pid is None:
+            self.console.print(f"queued {what}; nkod is not running: applied when it starts ({path.name})")
+            return
+        deadline = time.monotonic() + wait
+        while path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if path.exists():
+            self.console.print(f"queued {what}; nkod (PID {pid}) has not picked it up yet ({path.name})")
+        elif (path.parent / "rejected" / path.name).exists():
+            reason_file = path.parent / "rejected" / f"{path.name}.reason.txt"
+            reason = read_regular(reason_file, 1 << 20, follow_symlinks=False).decode(errors="replace").strip()
+            raise CtlError(f"nkod rejected the request: {reason}")
+        else:
+            self.console.print(f"done: {what} (nkod PID {pid})")
+
+    def _take_lock(self, what: str) -> lock.DataDirLock:
+        """The daemon's own lock (the data directory's), so no nkod can start or append meanwhile."""
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        try:
+            return lock.acquire(self.paths.root)
+        except LockHeldError as exc:
+            who = f"PID {exc.pid}" if exc.pid else "PID unknown"
+            raise CtlError(
+                f"{what}: nkod is running ({who}) on {self.paths.root}; stop it first (systemctl stop nkod)"
+            ) from None

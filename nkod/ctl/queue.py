@@ -1,0 +1,127 @@
+"""nkoctl retry, plan and import-checkpoint: what runs next, and requests to the daemon."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from nkod import decide, spool
+from nkod.fsutil import read_regular
+from nkod.manifest import id_problem
+from nkod.manifest import load as load_manifest
+from nkod.state import Status
+
+if TYPE_CHECKING:
+    pass
+
+from nkod.ctl.base import EXIT_ERROR, EXIT_USAGE, CtlBase, CtlError
+
+MAX_CHECKPOINT_BYTES = 1 << 30  # the old run's checkpoint: a bound on what a wrong file can cost
+
+
+class QueueCommands(CtlBase):
+    def retry(self, ids: list[str], wait: float) -> int:
+        for vid in ids:
+            why = id_problem(vid)
+            if why:
+                raise CtlError(f"retry: {why}", EXIT_USAGE)
+        p = self.load()
+        _drafts, refused = decide.retry_drafts(p, ids or None, "preview")
+        if ids and len(refused) == len(set(ids)):
+            for vid in refused:
+                v = p.videos.get(vid)
+                self.console.print(f"{vid}: {'unknown video' if v is None else v.status.value}: nothing to retry")
+            return EXIT_ERROR
+        targets = [
+            vid
+            for vid in (ids or [v.video_id for v in p.videos.values() if v.status is Status.FAILED])
+            if vid not in refused
+        ]
+        if not targets:
+            self.console.print("no failed videos to retry")
+            return 0
+        for vid in refused:
+            v = p.videos.get(vid)
+            self.console.print(f"[yellow]skipped[/] {vid}: {'unknown video' if v is None else v.status.value}")
+        path = spool.submit(self.paths.requests, "retry", video_ids=ids or None)
+        self._report_submission(path, f"retry of {len(targets)} video(s): {', '.join(targets[:10])}", wait)
+        return 0
+
+    def plan(self, as_json: bool) -> int:
+        p = self.load()
+        m = load_manifest(self.paths.root / "videos.jsonl")
+        known = set(p.videos)
+        available = list(m.entries)
+        # Lines the daemon has not read yet would be added as pending at the end, in manifest order.
+        new = [vid for vid in m.entries if vid not in known]
+        rows = decide.plan(p.state(), available, datetime.now(UTC))
+        runs = [r for r in rows if r.action == "run"]
+        others = [r for r in rows if r.action != "run"]
+        rows = runs + [decide.PlanRow(v, "run", "new in the manifest") for v in new] + others
+        if as_json:
+            doc = [
+                {"video_id": r.video_id, "action": r.action, "reason": r.reason}
+                | ({} if r.wait_seconds is None else {"wait_seconds": r.wait_seconds})
+                for r in rows
+            ]
+            sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+            return 0
+        from rich.table import Table
+
+        table = Table(title=f"Plan for {self.paths.root} ({sum(r.action == 'run' for r in rows)} to run)")
+        table.add_column("#", justify="right")
+        table.add_column("video")
+        table.add_column("action")
+        table.add_column("why")
+        n = 0
+        for r in rows:
+            if r.action == "run":
+                n += 1
+            style = {"run": "green", "wait": "yellow", "skip": "dim"}[r.action]
+            table.add_row(str(n) if r.action == "run" else "", r.video_id, f"[{style}]{r.action}[/]", r.reason)
+        self.out.print(table)
+        for problem in m.problems:
+            self.console.print(f"[yellow]skipped line[/] {problem}", highlight=False)
+        return 0
+
+    def import_checkpoint(self, file: Path, wait: float) -> int:
+        completed, failed = parse_seed_checkpoint(file)
+        path = spool.submit(
+            self.paths.requests, "import_checkpoint", completed=completed, failed=failed, source=str(file)
+        )
+        self._report_submission(path, f"import of {len(completed)} completed and {len(failed)} failed", wait)
+        return 0
+
+
+def parse_seed_checkpoint(file: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """Read the old run_extraction.py's extraction_checkpoint.json; errors name the file and entry."""
+    try:
+        doc = orjson.loads(read_regular(file, MAX_CHECKPOINT_BYTES))
+    except OSError as exc:
+        raise CtlError(f"{file}: cannot read: {exc.strerror or exc}") from exc
+    except orjson.JSONDecodeError as exc:
+        raise CtlError(f"{file}: not JSON: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("completed_videos", []), list):
+        raise CtlError(f"{file}: not an extraction_checkpoint.json (needs a 'completed_videos' list)")
+    completed: list[str] = []
+    for i, vid in enumerate(doc.get("completed_videos", [])):
+        why = id_problem(vid)
+        if why:
+            raise CtlError(f"{file}: completed_videos[{i}]: {why}")
+        completed.append(vid)
+    failed: list[dict[str, Any]] = []
+    raw_failed = doc.get("failed_videos", [])
+    if not isinstance(raw_failed, list):
+        raise CtlError(f"{file}: 'failed_videos' must be a list")
+    for i, f in enumerate(raw_failed):
+        if not isinstance(f, dict):
+            raise CtlError(f"{file}: failed_videos[{i}]: expected an object with id, error, timestamp")
+        why = id_problem(f.get("id"))
+        if why:
+            raise CtlError(f"{file}: failed_videos[{i}]: {why}")
+        failed.append({"id": f["id"], "error": str(f.get("error", "")), "timestamp": str(f.get("timestamp", ""))})
+    return completed, failed
