@@ -16,6 +16,7 @@ videos the log's tail touches are found by line number without parsing the other
 
 from __future__ import annotations
 
+import os
 import zlib
 from dataclasses import dataclass, fields
 from itertools import chain
@@ -122,7 +123,17 @@ def state_from_doc(doc: dict[str, Any]) -> State:
     )
 
 
-def encode(state: State | Projector, head_crc: int | None = None) -> bytes:
+def log_stat(log_path: Path) -> dict[str, int] | None:
+    """What changes whenever a byte of the log does (its inode, size, mtime and ctime; ctime cannot be
+    set back), or None if it cannot be read."""
+    try:
+        st = os.stat(log_path)
+    except OSError:
+        return None
+    return {"dev": st.st_dev, "ino": st.st_ino, "size": st.st_size, "mtime": st.st_mtime_ns, "ctime": st.st_ctime_ns}
+
+
+def encode(state: State | Projector, head_crc: int | None = None, log_stat: dict[str, int] | None = None) -> bytes:
     """The bytes of a format-2 snapshot of `state`. `head_crc`: CRC-32 of the log's bytes [0, state.offset),
     so a reader can check cheaply that the head the snapshot stands in for is still what was replayed
     (damage there must not hide behind it)."""
@@ -138,6 +149,8 @@ def encode(state: State | Projector, head_crc: int | None = None) -> bytes:
     }
     if head_crc is not None:
         head["head_crc"] = f"{head_crc:08x}"
+    if log_stat is not None:
+        head["log_stat"] = log_stat
     line = dumps(head)
     return b'{"crc":"%08x","doc":%s}\n%s' % (zlib.crc32(line), line, body)
 
@@ -147,8 +160,11 @@ def write(
     state: State | Projector,
     failpoints: eventlog.Failpoints | None = None,
     head_crc: int | None = None,
+    log_stat: dict[str, int] | None = None,
 ) -> None:
-    data = encode(state, head_crc)
+    """`log_stat`: the log's `log_stat` once its bytes were checked against `head_crc` (the daemon's last
+    snapshot at a stop): while the log still has it, readers need not read the head again to check it."""
+    data = encode(state, head_crc, log_stat)
     if failpoints is not None and "mid_snapshot" in failpoints.names:
         tmp = path.with_name(f".{path.name}.failpoint.tmp")
         tmp.write_bytes(data[: len(data) // 2])
@@ -231,6 +247,12 @@ def _head_crc(doc: dict[str, Any]) -> int | None:
     return int(value, 16) if value is not None else None
 
 
+def _head_unchanged(doc: dict[str, Any], log_path: Path) -> bool:
+    """Is the log byte for byte what it was when its head was checked against the snapshot's head_crc?"""
+    recorded = doc.get("log_stat")
+    return recorded is not None and recorded == log_stat(log_path)
+
+
 def _head_changed(path: Path, log_path: Path, offset: int) -> str:
     return f"the first {offset} bytes of {log_path} changed since {path} was written; rebuilding from the log"
 
@@ -241,10 +263,10 @@ def load(path: Path, log_path: Path, check_head: bool = True) -> Loaded:
     data, problem = _read(path)
     if data is None:
         return Loaded(None, problem)
-    # The head's CRC is computed while the snapshot is parsed (most of a status call on a big log).
-    head = eventlog.BackgroundCrc(log_path) if check_head else None
     try:
         doc, rest = _parse(data)
+        # The head's CRC is computed while the rest is parsed (most of a start or a status on a big log).
+        head = eventlog.BackgroundCrc(log_path) if check_head and not _head_unchanged(doc, log_path) else None
         state_doc = doc["state"]
         if rest is not None:  # format 2: the rows after the first line
             body = _Body(rest, doc["body_crc"])
@@ -329,11 +351,12 @@ def status_replay(data_log: Path, snapshot_path: Path) -> StatusReplay | None:
     data, _problem = _read(snapshot_path)
     if data is None:
         return None
-    head = eventlog.BackgroundCrc(data_log)  # as `load` does: damage under the snapshot must show
     try:
         doc, rest = _parse(data)
         if rest is None:  # format 1: no summary
             return None
+        # As `load` does: damage under the snapshot must show (computed while the tail is read).
+        head = None if _head_unchanged(doc, data_log) else eventlog.BackgroundCrc(data_log)
         state_doc, base_summary = doc["state"], doc["summary"]
         seq, offset, head_crc = state_doc["seq"], state_doc["offset"], _head_crc(doc)
         if (
@@ -344,7 +367,7 @@ def status_replay(data_log: Path, snapshot_path: Path) -> StatusReplay | None:
             return None
     except (ValueError, KeyError, TypeError, IndexError, orjson.JSONDecodeError):
         return None
-    if head_crc is not None and head.at(offset) != head_crc:
+    if head is not None and head_crc is not None and head.at(offset) != head_crc:
         return None  # the head changed: the full replay says how
     result = eventlog.ScanResult()
     events = list(chain.from_iterable(eventlog.scan_chunks(data_log, offset, seq, seq + 1, result)))

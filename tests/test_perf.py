@@ -3,6 +3,7 @@ what the slow, obvious way gives."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 import zlib
 from datetime import UTC, datetime
@@ -149,3 +150,29 @@ def test_nkoctl_status_reads_the_summary_and_tail_and_agrees_with_a_full_replay(
         doc.pop("rate_per_hour")
         doc.pop("eta_seconds")
     assert with_snapshot == without and with_snapshot["completed"] == 5
+
+
+def _stopped_daemon_dir(tmp_path: Path) -> DataDir:
+    d = DataDir(tmp_path / "data")
+    d.manifest([{"video_id": f"v{i}", "path": "x.mp4", "frames": 1} for i in range(3)])
+    assert d.run().returncode == 0
+    return d
+
+
+def test_after_a_clean_stop_the_head_is_not_read_again_until_the_log_changes(tmp_path: Path) -> None:
+    """The daemon's last snapshot records the log's stat once it checked the bytes on disk: while the log keeps
+    that stat the head is not re-read (a wrong head CRC goes unseen); once the log is touched it is checked."""
+    d = _stopped_daemon_dir(tmp_path)
+    snap = d.root / "snapshot.json"
+    head, _, rest = snap.read_bytes().partition(b"\n")
+    doc = orjson.loads(head[24:-1])
+    assert doc["log_stat"] == snapshot.log_stat(d.log)
+    doc["head_crc"] = f"{(int(doc['head_crc'], 16) + 1) % 2**32:08x}"  # a lie only a re-read would catch
+    line = orjson.dumps(doc)
+    snap.write_bytes(b'{"crc":"%08x","doc":%s}\n%s' % (zlib.crc32(line), line, rest))
+    assert snapshot.load(snap, d.log).state is not None
+    assert snapshot.status_replay(d.log, snap) is not None
+    os.utime(d.log)  # same bytes, but the stat no longer vouches for them
+    loaded = snapshot.load(snap, d.log)
+    assert loaded.state is None and loaded.head_changed
+    assert snapshot.status_replay(d.log, snap) is None
