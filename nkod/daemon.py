@@ -190,6 +190,7 @@ class Daemon:
         self.writer: eventlog.LogWriter | None = None
         self.lock: lock.DataDirLock | None = None
         self.manifest = manifest.Manifest(path=self.paths.manifest(config))
+        self._manifest_reader = manifest.Reader(self.paths.manifest(config))
         self._manifest_stamp: tuple[int, int, int] | None = None
         self._seen_problems: set[str] = set()
         self._signals = 0
@@ -972,11 +973,15 @@ class Daemon:
         if not force and stamp == self._manifest_stamp:
             return
         self._manifest_stamp = stamp
-        loaded = manifest.load(path)
+        if self._manifest_reader.path != path:  # the config names another file now
+            self._manifest_reader = manifest.Reader(path)
+        # Only the bytes appended since the last read are parsed (the whole file if it was rewritten).
+        loaded = self._manifest_reader.read()
         if not loaded.readable:  # e.g. swapped for a FIFO: report it, and keep running what was read before
             loaded.entries, loaded.lines = self.manifest.entries, self.manifest.lines
         self.manifest = loaded
-        new = [vid for vid in self.manifest.entries if vid not in self.projector.videos]
+        added = self._manifest_reader.added if loaded.readable else []
+        new = [vid for vid in added if vid not in self.projector.videos]
         drafts: list[Draft] = []
         if new:
             drafts.append({"type": "videos_added", "video_ids": new})

@@ -4,6 +4,7 @@ what the slow, obvious way gives."""
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 import zlib
 from datetime import UTC, datetime
@@ -14,9 +15,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nkod import codec, eventlog, snapshot, views
+from nkod import codec, eventlog, manifest, snapshot, views
 from nkod.state import Projector, fold
-from tests.helpers import DataDir
+from tests.helpers import DataDir, wait_for
 from tests.strategies import events, stamp
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -176,3 +177,100 @@ def test_after_a_clean_stop_the_head_is_not_read_again_until_the_log_changes(tmp
     loaded = snapshot.load(snap, d.log)
     assert loaded.state is None and loaded.head_changed
     assert snapshot.status_replay(d.log, snap) is None
+
+
+_manifest_line = st.one_of(
+    st.builds(lambda i: b'{"video_id": "v%d", "path": "x%d.mp4"}\n' % (i, i), st.integers(0, 30)),
+    st.just(b"not json\n"),
+    st.just(b"# a comment\n"),
+    st.just(b"\n"),
+    st.builds(lambda i: b'{"video_id": "v%d"}\n' % i, st.integers(0, 5)),  # no source: a problem
+)
+_manifest_op = st.one_of(
+    st.tuples(st.just("append"), st.lists(_manifest_line, max_size=4)),
+    st.tuples(st.just("partial"), _manifest_line.map(lambda b: b[: max(1, len(b) // 2)])),  # no newline yet
+    st.tuples(st.just("rewrite"), st.lists(_manifest_line, max_size=6)),  # in place, same inode
+    st.tuples(st.just("replace"), st.lists(_manifest_line, max_size=6)),  # a new file renamed over it
+    st.tuples(st.just("truncate"), st.integers(0, 200)),
+    st.tuples(st.just("flip"), st.integers(0, 200)),  # one byte changed before the end, same size
+)
+
+
+def _seen(m: Any) -> tuple[dict[str, Any], dict[str, int], list[Any]]:
+    return {vid: m.entries[vid] for vid in m.entries}, dict(m.lines), [p.as_dict() for p in m.problems]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_manifest_op, max_size=12))
+def test_incremental_manifest_reader_equals_a_full_reread(ops: list[tuple[str, Any]]) -> None:
+    """After appends, lines still being written, rewrites in place, replacement, truncation and changed bytes,
+    the reader (which parses only appended bytes when it can) gives what reading the whole file gives."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "videos.jsonl"
+        path.write_bytes(b"")
+        reader = manifest.Reader(path)
+        for op, arg in ops:
+            data = path.read_bytes()
+            if op == "append":
+                with open(path, "ab") as f:
+                    f.write(b"".join(arg))
+            elif op == "partial":
+                with open(path, "ab") as f:
+                    f.write(arg)
+            elif op == "rewrite":
+                with open(path, "r+b") as f:
+                    f.truncate(0)
+                    f.write(b"".join(arg))
+            elif op == "replace":
+                (Path(tmp) / "new").write_bytes(b"".join(arg))
+                os.replace(Path(tmp) / "new", path)
+            elif op == "truncate":
+                with open(path, "r+b") as f:
+                    f.truncate(min(arg, len(data)))
+            elif data:
+                flipped = bytearray(data)
+                flipped[arg % len(data)] ^= 0x01
+                with open(path, "r+b") as f:
+                    f.write(bytes(flipped))
+            got = reader.read()
+            assert _seen(got) == _seen(manifest.load(path)), op
+
+
+def test_an_appended_line_is_parsed_alone() -> None:
+    """A second read after an append parses only the new line: it is all `added` holds."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "videos.jsonl"
+        path.write_bytes(b"".join(b'{"video_id": "v%d", "path": "x.mp4"}\n' % i for i in range(1000)))
+        reader = manifest.Reader(path)
+        assert len(reader.read().entries) == 1000 and len(reader.added) == 1000
+        with open(path, "ab") as f:
+            f.write(b'{"video_id": "new", "path": "y.mp4"}\n')
+        m = reader.read()
+        assert reader.added == ["new"] and len(m.entries) == 1001 and m.lines["new"] == 1001
+
+
+def test_the_running_daemon_reads_appended_lines_half_written_ones_included(tmp_path: Path) -> None:
+    """The real daemon reads only what is appended to its manifest: a line caught half-written is a skipped
+    line until its end arrives, then it runs once; a line edited before the end is read again as edited."""
+    d = DataDir(tmp_path / "data")
+    d.manifest([{"video_id": f"v{i}", "path": "x.mp4", "frames": 1} for i in range(3)])
+    proc = d.start()
+    try:
+        wait_for(lambda: len(d.completed_count()) == 3, what="the first three")
+        line = orjson.dumps({"video_id": "late", "path": "y.mp4", "frames": 1}) + b"\n"
+        with open(d.root / "videos.jsonl", "ab") as f:
+            f.write(line[:20])  # half a line, no newline yet
+        wait_for(lambda: any("not JSON" in p["error"] for p in d.status()["manifest_problems"]), what="the half")
+        with open(d.root / "videos.jsonl", "ab") as f:
+            f.write(line[20:])
+        wait_for(lambda: d.completed_count().get("late") == 1, what="the completed line to run")
+        wait_for(lambda: not d.status()["manifest_problems"], what="the problem to clear")
+        # An edit before the end (same length, new id): the file is read again whole.
+        data = (d.root / "videos.jsonl").read_bytes().replace(b'"v1"', b'"w1"')
+        with open(d.root / "videos.jsonl", "r+b") as f:
+            f.write(data)
+        wait_for(lambda: d.completed_count().get("w1") == 1, what="the edited line to run")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert d.completed_count() == {"v0": 1, "v1": 1, "v2": 1, "late": 1, "w1": 1}
