@@ -549,7 +549,7 @@ class Bench:
             for i in range(0, n, 100_000):
                 f.write(b"".join(line % j for j in range(i, min(n, i + 100_000))))
         # views_interval: the seed-format views are O(videos) and time-throttled; kept out of this measure.
-        cfg = _config_file(self.work / f"{name}.toml", views_interval=3600.0, rescan_interval=3600.0)
+        cfg = _config_file(self.work / f"{name}.toml", views_interval=3600.0, rescan_interval=3600.0, stop_grace=0.5)
         argv = [str(BIN / "nkod"), "--data-dir", str(root), "--config", str(cfg), "--log-format", "plain"]
         log = root / "events.jsonl"
         t0 = time.perf_counter()

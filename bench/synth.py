@@ -94,6 +94,7 @@ def make_history(
     head_crc = 0  # as the daemon's writer keeps it: the snapshot records the CRC of the head it covers
     with open(root / "events.jsonl", "wb") as f:
         buf: list[bytes] = []
+        pending_events: list[dict[str, Any]] = []
         for i, d in enumerate(ds, start=1):
             line = codec.encode({"v": codec.FORMAT_VERSION, "seq": i, "ts": _ts(i), **d})
             offset += len(line)
@@ -101,7 +102,10 @@ def make_history(
                 head_crc = zlib.crc32(line, head_crc)
             buf.append(line)
             if projector is not None and snap_at is not None and i <= snap_at:
-                projector.apply({"v": codec.FORMAT_VERSION, "seq": i, "ts": _ts(i), **d})
+                pending_events.append({"v": codec.FORMAT_VERSION, "seq": i, "ts": _ts(i), **d})
+                if len(pending_events) >= 10000 or i == snap_at:  # folded in batches, as a replay does
+                    projector.apply_all(pending_events)
+                    pending_events.clear()
                 if i == snap_at:
                     projector.offset = offset
                     snapshot.write(root / "snapshot.json", projector, head_crc=head_crc)
