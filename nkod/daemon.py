@@ -393,8 +393,6 @@ class Daemon:
                 )
             self.append(decide.recover(self.projector, self._committed_for_running()))
             self._clean_work()
-            self._scan_manifest(force=True)
-            self._process_requests()
         except StorageError as exc:
             self.log.error("storage_failed", error=str(exc))
             return EXIT_STORAGE
@@ -406,17 +404,22 @@ class Daemon:
             data_dir=str(self.paths.root),
         )
         self.notifier.ready(self._status_line())
-        # Derived files after READY=1: nothing waits on them, and a long replay earns a fresh snapshot.
+        # The state is replayed and recovered: READY=1. The manifest (O(its lines) to parse) and the requests
+        # are inputs the loop reads; they are read now, before any work starts. Derived files after that:
+        # nothing waits on them, and a long replay earns a fresh snapshot.
         self._events_since_snapshot = replay.tail_events
         try:
+            self._scan_manifest(force=True)
+            self._process_requests()
             self._maybe_snapshot()
             self._write_views(force=True)
         except StorageError as exc:
             self.log.error("storage_failed", error=str(exc))
             return EXIT_STORAGE
-        if replay.snapshot_offset:
+        if replay.snapshot_offset and not replay.head_unchanged:
             # Start-up trusted the snapshot for the log's head; check those lines too, off the main loop,
-            # so damage there stops the daemon just as a full replay would have refused to start.
+            # so damage there stops the daemon just as a full replay would have refused to start. (Not when
+            # the log is byte for byte what the last daemon left at its stop: that one checked it all.)
             self._verifier = threading.Thread(
                 target=self._verify_head, args=(replay.snapshot_offset,), name="nkod-verify", daemon=True
             )

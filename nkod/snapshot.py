@@ -219,6 +219,7 @@ class Loaded:
     problem: str | None  # why the snapshot was not used (None when used or absent)
     head_crc: int | None = None  # CRC-32 of the log's head it covers, checked (None: an older snapshot)
     head_changed: bool = False  # rejected because the covered head's bytes differ (damage, or a rewrite)
+    head_unchanged: bool = False  # the log is byte for byte as the daemon that wrote it left it (log_stat)
 
 
 def _read(path: Path) -> tuple[bytes | None, str | None]:
@@ -266,7 +267,8 @@ def load(path: Path, log_path: Path, check_head: bool = True) -> Loaded:
     try:
         doc, rest = _parse(data)
         # The head's CRC is computed while the rest is parsed (most of a start or a status on a big log).
-        head = eventlog.BackgroundCrc(log_path) if check_head and not _head_unchanged(doc, log_path) else None
+        unchanged = _head_unchanged(doc, log_path)
+        head = eventlog.BackgroundCrc(log_path) if check_head and not unchanged else None
         state_doc = doc["state"]
         if rest is not None:  # format 2: the rows after the first line
             body = _Body(rest, doc["body_crc"])
@@ -280,7 +282,7 @@ def load(path: Path, log_path: Path, check_head: bool = True) -> Loaded:
         return Loaded(None, mismatch)
     if head is not None and head_crc is not None and head.at(state.offset) != head_crc:
         return Loaded(None, _head_changed(path, log_path, state.offset), head_changed=True)
-    return Loaded(state, None, head_crc)
+    return Loaded(state, None, head_crc, head_unchanged=unchanged)
 
 
 @dataclass
@@ -294,6 +296,7 @@ class Replay:
     tail_events: int
     snapshot_offset: int = 0  # the log's head the snapshot stood in for (0: none used)
     snapshot_head_crc: int | None = None  # its checked CRC-32 (None: none used, or an older snapshot)
+    head_unchanged: bool = False  # the log is as the daemon that wrote the snapshot left it (see load)
 
 
 def replay(data_log: Path, snapshot_path: Path, use_snapshot: bool = True) -> Replay:
@@ -314,7 +317,14 @@ def replay(data_log: Path, snapshot_path: Path, use_snapshot: bool = True) -> Re
     count = result.lines - (first_line - 1)
     projector.offset = result.end_offset
     return Replay(
-        projector, result, base is not None, loaded.problem, count, base.offset if base else 0, loaded.head_crc
+        projector,
+        result,
+        base is not None,
+        loaded.problem,
+        count,
+        base.offset if base else 0,
+        loaded.head_crc,
+        loaded.head_unchanged,
     )
 
 
