@@ -220,7 +220,8 @@ class Bench:
                     "nkod / seed",
                     "≤ 1/20 of the seed at 100k" if n == 100_000 else "flat in n",
                     met,
-                    f"2 fsynced appends + fold {_fmt_s(loop)}; snapshot {_fmt_s(snap)} per 5,000 events; "
+                    f"2 fsynced appends + fold {_fmt_s(loop)}; snapshot {_fmt_s(snap)} per "
+                    f"{d.config.daemon.snapshot_every:,} events; "
                     f"seed-format views {_fmt_s(views)} per write (time-throttled, off the commit path)",
                 )
             )
