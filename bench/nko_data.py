@@ -505,8 +505,9 @@ def _text_kinds(frame_kind: str, rng: np.random.Generator) -> list[str]:
     return [frame_kind]
 
 
-def eval_frame(rng: np.random.Generator, frame_kind: str, layout: str) -> EvalFrame:
-    """One held-out frame: held-out fonts and words, composed as a whole-frame layout."""
+def eval_frame(rng: np.random.Generator, frame_kind: str, layout: str, split: str = "eval") -> EvalFrame:
+    """One whole-frame layout: held-out fonts and words (split "eval"); with split "train", the same
+    layouts with training fonts and words, a validation set for choosing thresholds."""
     w, h = 1280, 720
     image = background(rng, h, w)
     nko_font, nko_size = "", 0
@@ -517,8 +518,8 @@ def eval_frame(rng: np.random.Generator, frame_kind: str, layout: str) -> EvalFr
 
     def line(kind: str, size: int, xy: tuple[int, int], *, right: bool = False, style: str = "") -> None:
         nonlocal nko_font, nko_size
-        font = font_for(kind, "eval", rng)
-        text = phrase(kind, "eval", rng, 1, 6 if size < 50 else 3)
+        font = font_for(kind, split, rng)
+        text = phrase(kind, split, rng, 1, 6 if size < 50 else 3)
         if kind == "nko":
             nko_font, nko_size = font.name, size
         draw_text(image, rng, kind, text, font, size, xy, anchor_right=right or kind in ("nko", "arabic"), style=style)
@@ -559,10 +560,10 @@ def eval_frame(rng: np.random.Generator, frame_kind: str, layout: str) -> EvalFr
     return EvalFrame(image, frame_kind, layout, "nko" in kinds, nko_font, nko_size)
 
 
-def eval_frames(seed: int, per_cell: int) -> Iterator[EvalFrame]:
+def eval_frames(seed: int, per_cell: int, split: str = "eval") -> Iterator[EvalFrame]:
     """`per_cell` frames for every (frame kind, layout) pair, deterministic for `seed`."""
     rng = np.random.default_rng(seed)
     for kind in FRAME_KINDS:
         for layout in LAYOUTS:
             for _ in range(per_cell if kind != "empty" else max(1, per_cell // 3)):
-                yield eval_frame(rng, kind, layout)
+                yield eval_frame(rng, kind, layout, split)

@@ -1,10 +1,10 @@
 """The local N'Ko detector's network, run with numpy only (no torch, no download).
 
-A small fully convolutional net reads a grey frame and gives, for every 8x8-pixel cell of its input, the
-probabilities of four classes: background, N'Ko, Latin-or-other text, Arabic. It runs on the frame
-scaled to height 360 (text from ~10 px) and to height 180 (large titles); a frame's score is the
-highest N'Ko probability averaged over 3x3 cells, over both scales. Cells above the threshold make the
-regions reported in the manifest.
+A small fully convolutional net reads a grey frame scaled to height 360 and gives, for every 8x8-pixel
+cell, the probabilities of four classes: background, N'Ko, Latin-or-other text, Arabic. Text cells are
+joined into lines (:func:`text_regions`); a line's score is the mean N'Ko probability of its cells, and
+a frame's score is its best line's. Lines at or above the threshold are the regions reported in the
+manifest.
 
 The weights ship in the package (``nko_detector.npz``, made by ``scripts/train_nko_detector.py``):
 each layer is ``wN`` (kernel*kernel*in, out) float32, ``bN`` (out,), and ``arch`` (JSON) says kernel,
@@ -29,7 +29,9 @@ WEIGHTS_PATH = Path(__file__).with_name("nko_detector.npz")
 CLASSES = ("background", "nko", "latin_or_other", "arabic")
 NKO_CLASS = 1
 CELL = 8
-SCALES = (360, 180)
+HEIGHT = 360  # frames are read at this height (text from ~10 px high at 720p)
+TEXT_LEVEL = 0.3  # a cell is text when its background probability is at most 1 - TEXT_LEVEL
+JOIN_CELLS = 3  # text cells of a row at most this many cells apart belong to one line
 
 F32 = npt.NDArray[np.float32]
 
@@ -135,30 +137,21 @@ class NkoNet:
         """
         grey = image.convert("L")
         width, height = size or grey.size
-        best = 0.0
-        regions: list[Region] = []
-        source = grey
-        for target in SCALES:
-            w = max(CELL, round(width * target / height / CELL) * CELL)
-            resized = source.resize((w, target), Image.Resampling.BILINEAR)
-            source = resized  # the next, smaller scale is made from this one (cheaper, same result)
-            arr = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
-            nko = self.probabilities(arr)[:, :, NKO_CLASS]
-            smooth = _box3(nko)
-            best = max(best, float(smooth.max()))
-            cell_x = width / (w / CELL)
-            cell_y = height / (target / CELL)
-            regions.extend(_regions(smooth, region_threshold, cell_x, cell_y))
-        return FrameResult(best, tuple(_merge(regions)))
+        w = max(CELL, round(width * HEIGHT / height / CELL) * CELL)
+        arr = np.asarray(grey.resize((w, HEIGHT), Image.Resampling.BILINEAR), dtype=np.float32) / np.float32(255.0)
+        probs = self.probabilities(arr)
+        regions = text_regions(probs, width / (w / CELL), height / (HEIGHT / CELL))
+        best = max((r.score for r in regions), default=0.0)
+        return FrameResult(best, tuple(r for r in regions if r.score >= region_threshold))
 
 
 def read_frame(path: Path) -> tuple[Image.Image, tuple[int, int]]:
-    """A saved frame as a grey image, decoded at a reduced size where JPEG allows (at least SCALES[0]
+    """A saved frame as a grey image, decoded at a reduced size where JPEG allows (at least HEIGHT
     high: 1280x720 decodes straight to 640x360), and the frame's real size."""
     with Image.open(path) as image:
         size = image.size
-        if image.format == "JPEG" and image.height > SCALES[0]:
-            image.draft("L", (image.width * SCALES[0] // image.height, SCALES[0]))
+        if image.format == "JPEG" and image.height > HEIGHT:
+            image.draft("L", (image.width * HEIGHT // image.height, HEIGHT))
         grey = image.convert("L")
     return grey, size
 
@@ -188,56 +181,55 @@ def _conv(x: F32, layer: Layer) -> F32:
     return result
 
 
-def _box3(p: F32) -> F32:
-    """Mean over each cell's 3x3 neighbourhood (edges padded by repetition)."""
-    q = np.pad(p, 1, mode="edge")
-    h, w = p.shape
-    total = sum(q[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3))
-    out: F32 = np.asarray(total, dtype=np.float32) / np.float32(9.0)
-    return out
+def text_regions(probs: F32, cell_x: float, cell_y: float) -> list[Region]:
+    """The text lines of a probability map, each scored by its cells' mean N'Ko probability.
 
-
-def _regions(p: F32, threshold: float, cell_x: float, cell_y: float) -> list[Region]:
-    """Boxes of the 4-connected groups of cells at or above `threshold`, in frame pixels."""
-    mask = p >= threshold
-    seen = np.zeros_like(mask)
-    out: list[Region] = []
-    h, w = mask.shape
-    for y, x in zip(*np.nonzero(mask), strict=True):
-        if seen[y, x]:
-            continue
-        stack = [(int(y), int(x))]
-        seen[y, x] = True
-        ys, xs, best = [], [], 0.0
-        while stack:
-            cy, cx = stack.pop()
-            ys.append(cy)
-            xs.append(cx)
-            best = max(best, float(p[cy, cx]))
-            for ny, nx in ((cy - 1, cx), (cy + 1, cx), (cy, cx - 1), (cy, cx + 1)):
-                if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not seen[ny, nx]:
-                    seen[ny, nx] = True
-                    stack.append((ny, nx))
+    Cells that are text (background probability at most 1 - TEXT_LEVEL) are joined into lines: cells
+    of a row closer than JOIN_CELLS are one line (words), and touching cells one region. A line's
+    score is the mean N'Ko probability of its text cells: a Latin line with a few N'Ko-looking cells
+    is outvoted by the rest of the line, which a single cell's maximum would not be.
+    """
+    text = probs[:, :, 0] <= 1.0 - TEXT_LEVEL
+    if not text.any():
+        return []
+    has_left = np.zeros_like(text)
+    has_right = np.zeros_like(text)
+    for k in range(1, JOIN_CELLS + 1):  # a gap of up to JOIN_CELLS cells between words is filled
+        has_left[:, k:] |= text[:, :-k]
+        has_right[:, :-k] |= text[:, k:]
+    joined = text | (has_left & has_right)
+    labels = _components(joined)
+    nko = probs[:, :, NKO_CLASS]
+    out = []
+    for label in np.unique(labels[text]):
+        cells = (labels == label) & text
+        ys, xs = np.nonzero(cells)
+        score = float(nko[cells].mean())
         out.append(
             Region(
-                round(min(xs) * cell_x),
-                round(min(ys) * cell_y),
-                round((max(xs) + 1) * cell_x),
-                round((max(ys) + 1) * cell_y),
-                best,
+                round(int(xs.min()) * cell_x),
+                round(int(ys.min()) * cell_y),
+                round((int(xs.max()) + 1) * cell_x),
+                round((int(ys.max()) + 1) * cell_y),
+                score,
             )
         )
+    out.sort(key=lambda r: (-r.score, r.y0, r.x0))
     return out
 
 
-def _merge(regions: list[Region]) -> list[Region]:
-    """Overlapping boxes (the same text seen at both scales) become one; biggest score first."""
-    merged: list[Region] = []
-    for r in sorted(regions, key=lambda r: -r.score):
-        for i, m in enumerate(merged):
-            if r.x0 < m.x1 and m.x0 < r.x1 and r.y0 < m.y1 and m.y0 < r.y1:
-                merged[i] = Region(min(m.x0, r.x0), min(m.y0, r.y0), max(m.x1, r.x1), max(m.y1, r.y1), m.score)
-                break
-        else:
-            merged.append(r)
-    return merged
+def _components(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """4-connected component labels of `mask` (the smallest flat index in each; -1 outside)."""
+    h, w = mask.shape
+    big = np.int64(h * w)
+    labels = np.where(mask, np.arange(h * w, dtype=np.int64).reshape(h, w), big)
+    while True:  # propagate the minimum label to neighbours until nothing changes
+        new = labels.copy()
+        np.minimum(new[1:], labels[:-1], out=new[1:])
+        np.minimum(new[:-1], labels[1:], out=new[:-1])
+        np.minimum(new[:, 1:], labels[:, :-1], out=new[:, 1:])
+        np.minimum(new[:, :-1], labels[:, 1:], out=new[:, :-1])
+        new = np.where(mask, new, big)
+        if np.array_equal(new, labels):
+            return np.where(mask, labels, -1)
+        labels = new
