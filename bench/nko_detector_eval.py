@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-cell", type=int, default=8, help="frames per (kind, layout) pair")
     p.add_argument("--seed", type=int, default=20261128)
     p.add_argument("--threshold", type=float, default=0.5, help="the local detector's yes/no threshold")
-    p.add_argument("--prefilter", type=float, default=0.2, help="the cascade's send threshold")
+    p.add_argument("--prefilter", type=float, default=0.35, help="the cascade's send threshold")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument(
         "--validation",

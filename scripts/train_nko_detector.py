@@ -65,6 +65,31 @@ class Net(nn.Module):
         return out
 
 
+def load_folded(net: Net, path: Path) -> None:
+    """Start from an exported weights file: convolutions get the folded weights and each batch norm
+    becomes the identity plus the folded bias (exact as long as batch norm stays in eval mode)."""
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    convs = [m for m in net.body if isinstance(m, nn.Conv2d)]
+    bns = [m for m in net.body if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        for i, conv in enumerate(convs):
+            k, cin, cout = conv.kernel_size[0], conv.in_channels, conv.out_channels
+            w = torch.from_numpy(arrays[f"w{i}"]).reshape(k, k, cin, cout).permute(3, 2, 0, 1)
+            conv.weight.copy_(w)
+            b = torch.from_numpy(arrays[f"b{i}"])
+            if i < len(bns):
+                bn = bns[i]
+                assert bn.running_mean is not None and bn.running_var is not None
+                bn.running_mean.zero_()
+                bn.running_var.fill_(1.0 - bn.eps)
+                bn.weight.fill_(1.0)
+                bn.bias.copy_(b)
+            else:
+                assert conv.bias is not None
+                conv.bias.copy_(b)
+
+
 def export(net: Net, path: Path, meta: dict[str, object]) -> None:
     """Fold batch norm into the convolutions and write the npz the runtime loads."""
     net.eval()
@@ -102,7 +127,8 @@ def export(net: Net, path: Path, meta: dict[str, object]) -> None:
     if got.shape != want.shape or float(np.abs(got - want).max()) > 1e-4:
         raise SystemExit(f"numpy runtime disagrees with torch: {got.shape} vs {want.shape}")
     tmp.replace(path)
-    net.train()
+    if not getattr(net, "frozen_bn", False):
+        net.train()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps-per-round", type=int, default=150)
     p.add_argument("--export-every", type=int, default=500)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--init", type=Path, help="fine-tune from this exported weights file (batch norm frozen)")
+    p.add_argument("--p-nko", type=float, default=0.45, help="chance that a text line of a crop is N'Ko")
     args = p.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -129,13 +157,17 @@ def main(argv: list[str] | None = None) -> int:
         xs = np.zeros((n, nko_data.CROP, nko_data.CROP), np.uint8)
         ys = np.zeros((n, nko_data.CROP // nko_data.CELL, nko_data.CROP // nko_data.CELL), np.uint8)
         for j in range(n):
-            xs[j], ys[j] = nko_data.training_crop(data_rng)
+            xs[j], ys[j] = nko_data.training_crop(data_rng, args.p_nko)
         return xs, ys
 
     t0 = time.monotonic()
     pool_x, pool_y = more(args.initial_crops)
     print(f"{args.initial_crops} crops in {time.monotonic() - t0:.0f}s", flush=True)
     net = Net()
+    if args.init:
+        load_folded(net, args.init)
+        net.eval()  # batch norm frozen: its statistics are folded in already
+        net.frozen_bn = True  # type: ignore[assignment]
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
     loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(CLASS_WEIGHTS), ignore_index=nko_data.IGNORE)
@@ -163,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"step {step} loss {running:.4f} pool {len(pool_x)} {time.monotonic() - t0:.0f}s", flush=True)
         if step % args.export_every == 0 or step == args.steps:
             meta = {"version": f"seed{args.seed}-step{step}", "steps": step, "crops": len(pool_x)}
+            if args.init:
+                meta["version"] = f"{args.init.stem}+finetune-seed{args.seed}-step{step}"
             export(net, args.out, meta)
             print(f"exported {args.out} at step {step}", flush=True)
     return 0

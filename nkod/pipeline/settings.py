@@ -88,7 +88,7 @@ class VisionApiSettings:
     # "local": only frames whose local N'Ko score is at least prefilter_threshold are sent; the others
     # are decided "no N'Ko" by the local detector for free.
     prefilter: str = "none"
-    prefilter_threshold: float = 0.2
+    prefilter_threshold: float = 0.35
 
 
 @dataclass(frozen=True)

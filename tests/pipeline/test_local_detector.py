@@ -26,6 +26,7 @@ SAMPLES = DATA / "samples"
 # The shipped burned-in clip: four scenes with N'Ko text, then one without (scripts/make_samples.py).
 BURNED_TEXT_SCENES = 4
 
+PREFILTER_DEFAULT = 0.35
 YES = {"has_nko": True, "nko_text": "ߒߞߏ", "latin": "n'ko", "english": "N'Ko", "confidence": 0.9}
 
 
@@ -118,13 +119,13 @@ def test_default_nkod_finds_nko_in_both_nko_samples_and_none_in_tones(tmp_path: 
 def test_cascade_sends_only_flagged_frames_and_counts_the_savings(tmp_path: Path, server: LocalServer) -> None:
     """With prefilter = "local" the stub API receives exactly the frames the local detector flagged
     (the burned-in text scenes, none of the tones clip); each frame's stage says who decided; the counts
-    and nkoctl status show frames sent, skipped and the money saved at price_per_call."""
+    and nkoctl status show frames sent, skipped and the money saved at price_per_call (default threshold)."""
     server.routes["/v1/chat/completions"] = _completion(YES)
     d = _pipeline_dir(
         tmp_path,
         'detector = "vision-api"\n'
         + f'[pipeline.vision_api]\nbase_url = "{server.base}/v1"\napi_key_env = ""\nprice_per_call = 0.25\n'
-        'prefilter = "local"\nprefilter_threshold = 0.2\n',
+        'prefilter = "local"\n',
         ["nko_burned.mp4", "scenes_tones.mp4"],
     )
     r = d.run(timeout=240)
@@ -135,8 +136,8 @@ def test_cascade_sends_only_flagged_frames_and_counts_the_savings(tmp_path: Path
     skipped = [f for f in frames if f["detection"]["stage"] == "local"]
     assert len(sent) + len(skipped) == len(frames)
     assert sorted(_sent_frame_hashes(server)) == sorted(f["sha256"] for f in sent)
-    assert all(f["detection"]["local_score"] >= 0.2 for f in sent)
-    assert all(f["detection"]["local_score"] < 0.2 and not f["detection"]["has_nko"] for f in skipped)
+    assert all(f["detection"]["local_score"] >= PREFILTER_DEFAULT for f in sent)
+    assert all(f["detection"]["local_score"] < PREFILTER_DEFAULT and not f["detection"]["has_nko"] for f in skipped)
     burned = _manifest(d, "nko_burned")
     assert burned["detector"] == "local+vision-api"
     text_frames = [f for f in burned["frames"] if f["timestamp"] < 3.0 * BURNED_TEXT_SCENES]
@@ -166,7 +167,9 @@ def test_prefilter_threshold_zero_sends_every_frame(tmp_path: Path, server: Loca
     frames = _manifest(d, "scenes_tones")["frames"]
     assert len(server.seen) == len(frames) >= 4
     doc = d.status()
-    assert doc["prefilter_frames_skipped"] == 0 and doc["prefilter_saved_usd"] == 0
+    assert doc["prefilter_frames_sent"] == len(frames) and doc["prefilter_frames_skipped"] == 0
+    assert doc["prefilter_saved_usd"] == 0
+    assert all(f["detection"]["stage"] == "vision-api" for f in frames)
 
 
 # -- weights: deterministic loading, clear errors -----------------------------------------------------------
@@ -242,9 +245,10 @@ def test_nkod_with_missing_or_corrupt_weights_fails_the_video_naming_the_path(ki
 
 
 def test_defaults_are_auto_with_prefilter_off() -> None:
-    """The shipped default detector is auto; the cascade is opt-in; local threshold 0.5."""
+    """The shipped default detector is auto; the cascade is opt-in; thresholds 0.5 (local) and 0.35."""
     s = parse_settings({}, "cfg.toml")
     assert s.detector == "auto" and s.vision_api.prefilter == "none" and s.local.threshold == 0.5
+    assert s.vision_api.prefilter_threshold == PREFILTER_DEFAULT
 
 
 @pytest.mark.parametrize(
