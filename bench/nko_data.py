@@ -492,6 +492,7 @@ class EvalFrame:
     has_nko: bool
     nko_font: str
     nko_size: int
+    fonts: tuple[str, ...] = ()  # every font drawn with (for confusion by font)
 
 
 def _text_kinds(frame_kind: str, rng: np.random.Generator) -> list[str]:
@@ -511,6 +512,7 @@ def eval_frame(rng: np.random.Generator, frame_kind: str, layout: str, split: st
     w, h = 1280, 720
     image = background(rng, h, w)
     nko_font, nko_size = "", 0
+    fonts: list[str] = []
     if frame_kind == "empty":
         clutter(image, rng, int(rng.integers(0, 20)))
         return EvalFrame(degrade(image, rng, 0.7), frame_kind, layout, False, "", 0)
@@ -519,6 +521,7 @@ def eval_frame(rng: np.random.Generator, frame_kind: str, layout: str, split: st
     def line(kind: str, size: int, xy: tuple[int, int], *, right: bool = False, style: str = "") -> None:
         nonlocal nko_font, nko_size
         font = font_for(kind, split, rng)
+        fonts.append(font.name)
         text = phrase(kind, split, rng, 1, 6 if size < 50 else 3)
         if kind == "nko":
             nko_font, nko_size = font.name, size
@@ -557,7 +560,7 @@ def eval_frame(rng: np.random.Generator, frame_kind: str, layout: str, split: st
         size = int(rng.integers(60, 130))
         line(kind_at(0), size, (w // 2 + int(rng.integers(100, 500)), h // 2 - size // 2), right=True)
     image = degrade(image, rng, 0.7)
-    return EvalFrame(image, frame_kind, layout, "nko" in kinds, nko_font, nko_size)
+    return EvalFrame(image, frame_kind, layout, "nko" in kinds, nko_font, nko_size, tuple(sorted(set(fonts))))
 
 
 def eval_frames(seed: int, per_cell: int, split: str = "eval") -> Iterator[EvalFrame]:

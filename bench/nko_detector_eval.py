@@ -59,6 +59,7 @@ class Scored:
     size: int
     score: float
     cpu_ms: float
+    fonts: tuple[str, ...] = ()
 
 
 def auc(pos: list[float], neg: list[float]) -> float:
@@ -83,9 +84,8 @@ def synthetic(net: NkoNet, tmp: Path, seed: int, per_cell: int, split: str) -> l
         path = tmp / f"syn{i}.jpg"
         frame.image.save(path, quality=90)
         score, ms = score_file(net, path)
-        out.append(
-            Scored("layouts", frame.kind, frame.layout, frame.has_nko, frame.nko_font, frame.nko_size, score, ms)
-        )
+        truth = (frame.kind, frame.layout, frame.has_nko, frame.nko_font, frame.nko_size)
+        out.append(Scored("layouts", *truth, score, ms, frame.fonts))
     return out
 
 
@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", type=Path, default=WEIGHTS_PATH)
     p.add_argument("--per-cell", type=int, default=8, help="frames per (kind, layout) pair")
     p.add_argument("--seed", type=int, default=20261128)
-    p.add_argument("--threshold", type=float, default=0.5, help="the local detector's yes/no threshold")
-    p.add_argument("--prefilter", type=float, default=0.35, help="the cascade's send threshold")
+    p.add_argument("--threshold", type=float, default=0.4, help="the local detector's yes/no threshold")
+    p.add_argument("--prefilter", type=float, default=0.25, help="the cascade's send threshold")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument(
         "--validation",
@@ -199,6 +199,18 @@ def main(argv: list[str] | None = None) -> int:
         frac = sum(1 for s in sel if s.score >= args.threshold) / len(sel)
         kinds[kind] = frac
         print(f"  {kind:<12}{len(sel):>5} frames  {100 * frac:5.1f}% flagged")
+    print("\nflagged by font, frames without N'Ko (layouts set):")
+    for kind in ("arabic", "latin", "other"):
+        by_font: dict[str, list[Scored]] = defaultdict(list)
+        for s in items:
+            if s.kind == kind:
+                for f in s.fonts:
+                    by_font[f].append(s)
+        parts = [
+            f"{f} {sum(1 for s in sel if s.score >= args.threshold) / len(sel):.2f} (n={len(sel)})"
+            for f, sel in sorted(by_font.items())
+        ]
+        print(f"  {kind}: " + "; ".join(parts))
     print("\nN'Ko recall by layout / font / text size (px at 720p):")
     for label, key in (("layout", "layout"), ("font", "font"), ("size", "size")):
         groups_of: dict[str, list[Scored]] = defaultdict(list)

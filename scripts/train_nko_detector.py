@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=ROOT / "nkod/pipeline/detectors/nko_detector.npz")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--steps", type=int, default=7000)
     p.add_argument("--batch", type=int, default=48)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--pool", type=int, default=30000, help="most crops kept")

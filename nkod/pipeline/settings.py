@@ -88,7 +88,7 @@ class VisionApiSettings:
     # "local": only frames whose local N'Ko score is at least prefilter_threshold are sent; the others
     # are decided "no N'Ko" by the local detector for free.
     prefilter: str = "none"
-    prefilter_threshold: float = 0.35
+    prefilter_threshold: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class CaptionSettings:
 class LocalSettings:
     """The local N'Ko detector: a small network shipped in the package, numpy on CPU, no cost."""
 
-    threshold: float = 0.5
+    threshold: float = 0.4
     weights: str = ""  # empty: the weights shipped in the package
 
 
