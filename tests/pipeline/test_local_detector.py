@@ -199,6 +199,28 @@ def test_shipped_weights_load_identically_and_score_deterministically(tmp_path: 
     assert runs[0].stdout == runs[1].stdout and runs[0].stdout.strip()
 
 
+def test_runtime_needs_neither_torch_nor_the_training_tools(tmp_path: Path) -> None:
+    """The local detector scores a saved frame with torch, babel and bench/ impossible to import."""
+    frame = tmp_path / "frame.jpg"
+    from PIL import Image
+
+    Image.new("RGB", (1280, 720), (40, 40, 40)).save(frame)
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'babel', 'nko_data', 'onnxruntime'): sys.modules[name] = None\n"
+        "from pathlib import Path\n"
+        "from nkod.pipeline.detectors.base import DetectorContext, FrameInput\n"
+        "from nkod.pipeline.detectors.local import LocalDetector\n"
+        "from nkod.pipeline.settings import LocalSettings\n"
+        "d = LocalDetector(LocalSettings(), DetectorContext(Path('v.mp4')))\n"
+        "[r] = d.detect([FrameInput(Path(sys.argv[1]), 0.0, 0.0, 1.0, 'x')])\n"
+        "print(r.has_nko, r.error or 'ok')"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(frame)], capture_output=True, text=True, env=env())
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["False", "ok"]
+
+
 def _damaged_weights(kind: str, path: Path) -> None:
     raw = WEIGHTS_PATH.read_bytes()
     if kind == "garbage":
