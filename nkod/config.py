@@ -36,7 +36,7 @@ class DaemonConfig:
     backoff_max: float = 900.0
     video_timeout: float = 7200.0
     stop_grace: float = 60.0
-    snapshot_every: int = 5000
+    snapshot_every: int = 1000
     views_interval: float = 2.0
     rescan_interval: float = 5.0
     log_format: str = "auto"

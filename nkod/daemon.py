@@ -190,6 +190,7 @@ class Daemon:
         self.writer: eventlog.LogWriter | None = None
         self.lock: lock.DataDirLock | None = None
         self.manifest = manifest.Manifest(path=self.paths.manifest(config))
+        self._manifest_reader = manifest.Reader(self.paths.manifest(config))
         self._manifest_stamp: tuple[int, int, int] | None = None
         self._seen_problems: set[str] = set()
         self._signals = 0
@@ -936,7 +937,7 @@ class Daemon:
                 if self.exit_code == EXIT_LOG:  # the next start must meet the damage before any work
                     self.paths.snapshot.unlink(missing_ok=True)
                 else:
-                    self._write_snapshot()
+                    self._write_snapshot(final=True)
                 self._write_views(force=True)
         except (StorageError, OSError) as exc:
             self.log.error("storage_failed", error=str(exc))
@@ -972,11 +973,15 @@ class Daemon:
         if not force and stamp == self._manifest_stamp:
             return
         self._manifest_stamp = stamp
-        loaded = manifest.load(path)
+        if self._manifest_reader.path != path:  # the config names another file now
+            self._manifest_reader = manifest.Reader(path)
+        # Only the bytes appended since the last read are parsed (the whole file if it was rewritten).
+        loaded = self._manifest_reader.read()
         if not loaded.readable:  # e.g. swapped for a FIFO: report it, and keep running what was read before
             loaded.entries, loaded.lines = self.manifest.entries, self.manifest.lines
         self.manifest = loaded
-        new = [vid for vid in self.manifest.entries if vid not in self.projector.videos]
+        added = self._manifest_reader.added if loaded.readable else []
+        new = [vid for vid in added if vid not in self.projector.videos]
         drafts: list[Draft] = []
         if new:
             drafts.append({"type": "videos_added", "video_ids": new})
@@ -1126,11 +1131,22 @@ class Daemon:
         if self._events_since_snapshot >= self.config.daemon.snapshot_every:
             self._write_snapshot()
 
-    def _write_snapshot(self) -> None:
+    def _write_snapshot(self, final: bool = False) -> None:
         try:
             w = self.writer
             head_crc = w.crc if w is not None and w.offset == self.projector.offset else None
-            snapshot.write(self.paths.snapshot, self.projector, self.failpoints, head_crc)
+            log_stat = None
+            # The last snapshot of a run: when the log on disk is byte for byte what this daemon checked and
+            # wrote (one read of it, at the stop), it records the log's stat, and until the log changes
+            # status and the next start need not read the whole head again to check it.
+            if (
+                final
+                and w is not None
+                and head_crc is not None
+                and eventlog.crc_of_range(w.path, 0, w.offset) == head_crc
+            ):
+                log_stat = snapshot.log_stat(self.paths.log)
+            snapshot.write(self.paths.snapshot, self.projector, self.failpoints, head_crc, log_stat)
         except OSError as exc:  # only an optimisation: never stop work for it
             self.log.warning("snapshot_failed", error=str(exc))
             return

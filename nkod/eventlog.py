@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from nkod import codec
 from nkod.errors import LogCorruptError, LogError, LogVersionError, StorageError
@@ -43,14 +43,6 @@ class ScanResult:
     torn: TornTail | None = None
 
 
-def _check_seq(path: Path, event: dict[str, Any], line_no: int, offset: int, prev_seq: int, known: bool) -> int:
-    """`known`: prev_seq is the seq before this line (from the log's start or a snapshot), not a guess."""
-    seq: int = event["seq"]
-    if (known or prev_seq) and seq != prev_seq + 1:
-        raise LogCorruptError(path, line_no, offset, f"seq {seq} does not follow {prev_seq}")
-    return seq
-
-
 def _any_good_line(data: bytes) -> bool:
     """Whether any line of `data` has a checksum that holds (then what comes before it is not a torn tail)."""
     for raw in data.split(b"\n"):
@@ -63,6 +55,84 @@ def _any_good_line(data: bytes) -> bool:
     return False
 
 
+def scan_chunks(
+    path: Path,
+    start_offset: int = 0,
+    prev_seq: int = 0,
+    first_line: int = 1,
+    result: ScanResult | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """The checked events of `path` from `start_offset`, a list per chunk read (a replay's fast path: no
+    per-event bookkeeping). `result` is brought up to date before each list is yielded; on damage, the
+    good events before it are yielded first, then LogCorruptError is raised (a torn tail: `result.torn`)."""
+    res = result if result is not None else ScanResult()
+    res.end_offset = start_offset
+    res.last_seq = prev_seq
+    res.lines = first_line - 1
+    try:  # a FIFO or device in its place is refused at once, never waited on
+        f = open_regular(path, follow_symlinks=True)
+    except FileNotFoundError:
+        return
+    except NotRegularFileError as exc:
+        raise LogError(f"{exc}; move it aside (the log must be the file nkod wrote)") from exc
+    check, line_error = codec.check, codec.LineError
+    known = start_offset == 0 or prev_seq > 0  # from the start the first seq must be 1 (the fold needs it)
+    with f:
+        f.seek(start_offset)
+        pending = b""
+        while True:
+            chunk = f.read(CHUNK)
+            data = pending + chunk if pending else chunk
+            if not data:
+                break
+            lines = data.split(b"\n")
+            pending = lines.pop()  # no newline yet (or b"")
+            events: list[dict[str, Any]] = []
+            append = events.append
+            seq = res.last_seq
+            problem: codec.LineError | None = None
+            for raw in lines:  # once per event of a replay: kept lean
+                try:
+                    event = check(raw)
+                except line_error as exc:
+                    problem = exc
+                    break
+                seq_now = event["seq"]
+                if seq_now != seq + 1 and (seq or known):
+                    problem = codec.BadRecord(f"seq {seq_now} does not follow {seq}")
+                    break
+                seq = seq_now
+                append(event)
+            if events:
+                res.end_offset += sum(len(x) + 1 for x in lines[: len(events)])
+                res.lines += len(events)
+                res.last_seq = seq
+                yield events
+            if problem is not None:
+                _raise_or_torn(f, path, res, lines[len(events)], problem)
+                return
+            if not chunk:  # EOF: whatever is left has no newline: torn
+                break
+        if pending:
+            res.torn = TornTail(res.end_offset, len(pending), res.lines + 1, "last line has no newline (torn write)")
+
+
+def _raise_or_torn(f: BinaryIO, path: Path, res: ScanResult, raw: bytes, problem: codec.LineError) -> None:
+    """The line after `res` is bad: raise what it is, or (a bad checksum with no good line after it) note
+    the torn tail in `res`."""
+    line_no, offset = res.lines + 1, res.end_offset
+    if isinstance(problem, codec.NewerVersion):
+        raise LogVersionError(path, line_no, problem.version, codec.FORMAT_VERSION)
+    if isinstance(problem, codec.BadRecord):  # its checksum holds: written so, not torn
+        raise LogCorruptError(path, line_no, offset, str(problem))
+    # Is there a good line after this one? Then it is damage, not a torn tail.
+    f.seek(offset + len(raw) + 1)
+    after = f.read()
+    if _any_good_line(after):
+        raise LogCorruptError(path, line_no, offset, str(problem))
+    res.torn = TornTail(offset, len(raw) + 1 + len(after), line_no, str(problem))
+
+
 def scan(
     path: Path,
     start_offset: int = 0,
@@ -70,57 +140,20 @@ def scan(
     first_line: int = 1,
     result: ScanResult | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield the events of `path` from `start_offset`, checked. Fills `result` as it goes."""
+    """Yield the events of `path` from `start_offset`, checked. Fills `result` as it goes: `lines` and
+    `last_seq` after each event, `end_offset` after each chunk; all exact when the iteration ends or raises."""
     res = result if result is not None else ScanResult()
-    res.end_offset = start_offset
-    res.last_seq = prev_seq
-    line_no = first_line - 1
-    known_prev = start_offset == 0 or prev_seq > 0  # from the start the first seq must be 1 (the fold needs it)
-    try:  # a FIFO or device in its place is refused at once, never waited on
-        f = open_regular(path, follow_symlinks=True)
-    except FileNotFoundError:
-        return
-    except NotRegularFileError as exc:
-        raise LogError(f"{exc}; move it aside (the log must be the file nkod wrote)") from exc
-    with f:
-        f.seek(start_offset)
-        offset = start_offset
-        pending = b""
-        while True:
-            chunk = f.read(CHUNK)
-            data = pending + chunk
-            if not data:
-                break
-            lines = data.split(b"\n")
-            pending = lines.pop()  # no newline yet (or b"")
-            lines_at_eof = not chunk  # EOF: whatever is left has no newline: torn
-            for raw in lines:
-                line_no += 1
-                try:
-                    event = codec.check(raw)
-                except codec.NewerVersion as exc:
-                    raise LogVersionError(path, line_no, exc.version, codec.FORMAT_VERSION) from None
-                except codec.BadRecord as exc:  # its checksum holds: written so, not torn
-                    raise LogCorruptError(path, line_no, offset, str(exc)) from None
-                except codec.LineError as exc:
-                    # Is there a good line after this one? Then it is damage, not a torn tail.
-                    f.seek(offset + len(raw) + 1)
-                    after = f.read()
-                    if _any_good_line(after):
-                        raise LogCorruptError(path, line_no, offset, str(exc)) from None
-                    res.torn = TornTail(offset, len(raw) + 1 + len(after), line_no, str(exc))
-                    return
-                seq = _check_seq(path, event, line_no, offset, res.last_seq, known_prev)
-                offset += len(raw) + 1
-                res.end_offset = offset
-                res.last_seq = seq
-                res.lines = line_no
+    chunks = ScanResult()
+    res.end_offset, res.last_seq, res.lines = start_offset, prev_seq, first_line - 1
+    try:
+        for events in scan_chunks(path, start_offset, prev_seq, first_line, chunks):
+            for event in events:
+                res.lines += 1
+                res.last_seq = event["seq"]
                 yield event
-            if lines_at_eof:
-                break
-        if pending:
-            line_no += 1
-            res.torn = TornTail(offset, len(pending), line_no, "last line has no newline (torn write)")
+            res.end_offset = chunks.end_offset
+    finally:
+        res.torn = chunks.torn
 
 
 def read_all(path: Path) -> tuple[list[dict[str, Any]], ScanResult]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 from pathlib import Path
 from typing import BinaryIO
@@ -141,7 +140,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o640, owner: tuple[int, i
     Temp file in the same directory, fsync, rename, fsync the directory. With `owner`, the file gets
     that uid/gid and exactly `mode` before it appears under its name.
     """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         if owner is not None:

@@ -20,10 +20,10 @@ import socket
 import struct
 import sys
 from collections.abc import Mapping, MutableMapping
+from types import ModuleType
 from typing import Any, TextIO
 
 import orjson
-import structlog
 
 PRIORITY = {"debug": 7, "info": 6, "notice": 5, "warning": 4, "error": 3, "critical": 2, "exception": 3}
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
@@ -189,9 +189,28 @@ def _journal_socket() -> JournalSocket | None:
         return None
 
 
+def _structlog(rich_tracebacks: bool = False) -> ModuleType:
+    """structlog, imported on first use. It imports rich (~40 ms) when rich is installed, only to draw
+    tracebacks on a terminal: unless the console format asks for that, it is imported without rich, so
+    a daemon restarted by systemd is back at work sooner (rich still imports normally afterwards)."""
+    module = sys.modules.get("structlog")
+    if module is not None:
+        return module
+    block = not rich_tracebacks and "rich" not in sys.modules
+    if block:
+        sys.modules["rich"] = None  # type: ignore[assignment]  # makes `import rich` raise ImportError
+    try:
+        import structlog
+    finally:
+        if block and "rich" in sys.modules and sys.modules["rich"] is None:
+            del sys.modules["rich"]
+    return structlog
+
+
 def configure(log_format: str = "auto", stream: TextIO | None = None) -> str:
     """Set structlog up for `log_format`; returns the format used."""
     fmt = resolve_format(log_format, stream)
+    structlog = _structlog(rich_tracebacks=fmt == "console")
     processors: list[Any] = [structlog.processors.add_log_level]
     journal: JournalSocket | None = None
     if fmt != "journal":
@@ -220,4 +239,4 @@ def configure(log_format: str = "auto", stream: TextIO | None = None) -> str:
 
 
 def get(name: str = "nkod") -> Any:
-    return structlog.get_logger(name)
+    return _structlog().get_logger(name)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -53,19 +54,49 @@ class Problem:
         return {"path": self.path, "line": self.line, "error": self.error}
 
 
+class Entries(Mapping[str, dict[str, Any]]):
+    """The valid lines by video id, in file order. Each is kept as its line's bytes and parsed when asked
+    for (when the video starts): a million-line manifest costs its bytes, not a million dicts."""
+
+    def __init__(self, base: str) -> None:
+        self._raw: dict[str, bytes] = {}
+        self._base = base
+
+    def __getitem__(self, vid: str) -> dict[str, Any]:
+        obj: dict[str, Any] = orjson.loads(self._raw[vid])
+        if isinstance(obj.get("path"), str):
+            obj["path"] = os.path.join(self._base, obj["path"])  # an absolute path stays as it is
+        return obj
+
+    def __contains__(self, vid: object) -> bool:
+        return vid in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def _add(self, vid: str, line: bytes) -> None:
+        self._raw[vid] = line
+
+    def _remove(self, vid: str) -> None:
+        del self._raw[vid]
+
+
 @dataclass
 class Manifest:
     path: Path
-    entries: dict[str, dict[str, Any]] = field(default_factory=dict)  # in file order
+    entries: Entries = field(default_factory=lambda: Entries(""))  # in file order
     lines: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     readable: bool = True  # False: the file could not be read at all (not a regular file, permissions...)
 
 
-def _lines(source: IO[bytes]) -> Iterator[tuple[int, bytes | None, int]]:
-    """(number, stripped line, length) for each line; the line is None when it is over MAX_LINE_BYTES, and
-    then it was skipped a chunk at a time, never held whole: memory stays bounded whatever the file holds."""
-    number = 0
+def _lines(source: IO[bytes], number: int = 0) -> Iterator[tuple[int, bytes | None, int, bool]]:
+    """(number, stripped line, length, ends in a newline) for each line after line `number`; the line is
+    None when it is over MAX_LINE_BYTES, and then it was skipped a chunk at a time, never held whole: memory
+    stays bounded whatever the file holds."""
     while raw := source.readline(MAX_LINE_BYTES + 2):  # the longest line allowed, a "\r" and the "\n"
         number += 1
         if number == 1 and raw.startswith(_BOM):
@@ -75,63 +106,68 @@ def _lines(source: IO[bytes]) -> Iterator[tuple[int, bytes | None, int]]:
             while (chunk := source.readline(_SKIP_CHUNK)) and not chunk.endswith(b"\n"):
                 length += len(chunk)
             length += len(chunk.rstrip(b"\r\n"))
-            yield number, None, length
+            yield number, None, length, chunk.endswith(b"\n")
             continue
         line = raw.strip()
-        yield number, (line if len(line) <= MAX_LINE_BYTES else None), len(line)
+        yield number, (line if len(line) <= MAX_LINE_BYTES else None), len(line), raw.endswith(b"\n")
+
+
+def _take(manifest: Manifest, number: int, line: bytes | None, length: int) -> str | None:
+    """Add one line to `manifest`: an entry (its id is returned) or a problem naming the line."""
+    what = _problem_of(manifest, number, line, length)
+    if what is None:
+        return None
+    if isinstance(what, Problem):
+        manifest.problems.append(what)
+        return None
+    vid, raw = what
+    manifest.entries._add(vid, raw)
+    manifest.lines[vid] = number
+    return vid
+
+
+def _problem_of(manifest: Manifest, number: int, line: bytes | None, length: int) -> Problem | tuple[str, bytes] | None:
+    """What one line is: a Problem, an entry (id, line), or None (blank or a comment)."""
+    name = str(manifest.path)
+    if line is None:
+        return Problem(name, number, f"line is {length} bytes (at most {MAX_LINE_BYTES})")
+    if not line or line.startswith(b"#"):
+        return None
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Problem(name, number, f"not UTF-8 (byte {exc.start})")
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return Problem(name, number, f"not JSON: {exc}")
+    if not isinstance(obj, dict):
+        return Problem(name, number, f"expected a JSON object, got {type(obj).__name__}")
+    if "video_id" not in obj:
+        return Problem(name, number, "no video_id")
+    why = id_problem(obj["video_id"])
+    if why:
+        return Problem(name, number, why)
+    vid: str = obj["video_id"]
+    source_path, url = obj.get("path"), obj.get("url")
+    if source_path is None and url is None:
+        return Problem(name, number, f"{vid}: needs 'path' or 'url'")
+    if source_path is not None and (not isinstance(source_path, str) or not source_path):
+        return Problem(name, number, f"{vid}: 'path' must be a non-empty string")
+    if url is not None and (not isinstance(url, str) or not re.match(r"(?i)^https?://", url)):
+        return Problem(name, number, f"{vid}: 'url' must be an http(s) URL")
+    if vid in manifest.entries:
+        first = manifest.lines[vid]
+        return Problem(name, number, f"duplicate video_id {vid!r} (first on line {first})")
+    return vid, line
 
 
 def parse(data: bytes | IO[bytes], path: Path) -> Manifest:
     """Parse manifest bytes, or read them from a binary file. A relative ``path`` is resolved against the
     manifest's directory."""
-    manifest = Manifest(path=path)
-    base = os.path.dirname(path)
-    name = str(path)
-    for number, line, length in _lines(io.BytesIO(data) if isinstance(data, bytes) else data):
-        if line is None:
-            manifest.problems.append(Problem(name, number, f"line is {length} bytes (at most {MAX_LINE_BYTES})"))
-            continue
-        if not line or line.startswith(b"#"):
-            continue
-        try:
-            line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            manifest.problems.append(Problem(name, number, f"not UTF-8 (byte {exc.start})"))
-            continue
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            manifest.problems.append(Problem(name, number, f"not JSON: {exc}"))
-            continue
-        if not isinstance(obj, dict):
-            manifest.problems.append(Problem(name, number, f"expected a JSON object, got {type(obj).__name__}"))
-            continue
-        if "video_id" not in obj:
-            manifest.problems.append(Problem(name, number, "no video_id"))
-            continue
-        why = id_problem(obj["video_id"])
-        if why:
-            manifest.problems.append(Problem(name, number, why))
-            continue
-        vid: str = obj["video_id"]
-        source_path, url = obj.get("path"), obj.get("url")
-        if source_path is None and url is None:
-            manifest.problems.append(Problem(name, number, f"{vid}: needs 'path' or 'url'"))
-            continue
-        if source_path is not None and (not isinstance(source_path, str) or not source_path):
-            manifest.problems.append(Problem(name, number, f"{vid}: 'path' must be a non-empty string"))
-            continue
-        if url is not None and (not isinstance(url, str) or not re.match(r"(?i)^https?://", url)):
-            manifest.problems.append(Problem(name, number, f"{vid}: 'url' must be an http(s) URL"))
-            continue
-        if vid in manifest.entries:
-            first = manifest.lines[vid]
-            manifest.problems.append(Problem(name, number, f"duplicate video_id {vid!r} (first on line {first})"))
-            continue
-        if isinstance(source_path, str):
-            obj["path"] = os.path.join(base, source_path)  # an absolute path stays as it is
-        manifest.entries[vid] = obj
-        manifest.lines[vid] = number
+    manifest = Manifest(path=path, entries=Entries(os.path.dirname(path)))
+    for number, line, length, _complete in _lines(io.BytesIO(data) if isinstance(data, bytes) else data):
+        _take(manifest, number, line, length)
     return manifest
 
 
@@ -151,3 +187,77 @@ def load(path: Path) -> Manifest:
         m = Manifest(path=path, readable=False)
         m.problems.append(Problem(str(path), 0, f"cannot read the manifest: {exc.strerror or exc}"))
         return m
+
+
+class Reader:
+    """``videos.jsonl`` read again and again as it grows: each `read` parses only the bytes appended since
+    the last (a line appended to a million-line manifest costs that line, plus one CRC pass over what was
+    read before to be sure it was not rewritten); a file replaced, truncated or changed before the end is
+    read again whole. `read` always gives what `load` would; `added` is what the last read added."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.added: list[str] = []
+        self._reset(None)
+
+    def _reset(self, identity: tuple[int, int] | None) -> None:
+        self.manifest = Manifest(path=self.path, entries=Entries(os.path.dirname(self.path)))
+        self._identity = identity
+        self._pos = 0  # the complete lines read end here
+        self._crc = 0  # CRC-32 of bytes [0, _pos)
+        self._number = 0  # lines read up to _pos
+        self._partial: tuple[str | None, int] | None = None  # what an unfinished last line added (undone next)
+
+    def read(self) -> Manifest:
+        self.added = []
+        try:  # refuses a FIFO or a device at once
+            f = open_regular(self.path)
+        except OSError:
+            self._reset(None)  # next time: from the start
+            self.manifest = load(self.path)  # the same problem load reports
+            return self.manifest
+        with f:
+            st = os.fstat(f.fileno())
+            identity = (st.st_dev, st.st_ino)
+            if identity != self._identity or st.st_size < self._pos or not self._same_prefix(f):
+                self._reset(identity)
+            self._undo_partial()
+            f.seek(self._pos)
+            start = self._pos
+            for number, line, length, complete in _lines(f, self._number):
+                problems = len(self.manifest.problems)
+                vid = _take(self.manifest, number, line, length)
+                if vid is not None:
+                    self.added.append(vid)
+                if complete:
+                    self._number, self._pos = number, f.tell()
+                else:  # still being written: counted now, undone before the next read goes on from _pos
+                    self._partial = (vid, problems)
+            self._crc = _crc(f, start, self._pos, self._crc)
+        return self.manifest
+
+    def _same_prefix(self, f: IO[bytes]) -> bool:
+        return self._pos == 0 or _crc(f, 0, self._pos, 0) == self._crc
+
+    def _undo_partial(self) -> None:
+        if self._partial is None:
+            return
+        vid, problems = self._partial
+        self._partial = None
+        if vid is not None:
+            self.manifest.entries._remove(vid)
+            del self.manifest.lines[vid]
+        del self.manifest.problems[problems:]
+
+
+def _crc(f: IO[bytes], start: int, end: int, seed: int) -> int:
+    crc = seed
+    f.seek(start)
+    left = end - start
+    while left > 0:
+        chunk = f.read(min(left, 1 << 22))
+        if not chunk:
+            break
+        crc = zlib.crc32(chunk, crc)
+        left -= len(chunk)
+    return crc

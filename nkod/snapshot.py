@@ -2,24 +2,35 @@
 
 An optimisation only: a snapshot that is missing, damaged, from another log, or ahead of the log is
 ignored and the state is rebuilt from the log. Deleting it never changes a result.
+
+Format 2 (format 1, one checksummed JSON document, is still read)::
+
+    {"crc":"<crc of doc>","doc":{"v":2,"state":{…all but the videos…},"summary":{…},"body_crc":"…"}}\n
+    ["vid1","vid2",…]\n          the video ids, in the state's order
+    {"id":"vid1",…}\n            one row per video, in the same order
+    …
+
+The first line alone answers ``nkoctl status`` (``views.summary`` of the videos); the rows of the few
+videos the log's tail touches are found by line number without parsing the others (`status_replay`).
 """
 
 from __future__ import annotations
 
+import os
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, fields
+from itertools import chain
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import orjson
 
-from nkod import eventlog
+from nkod import eventlog, views
 from nkod.fsutil import atomic_write, read_regular
 from nkod.state import Projector, Session, State, Status, Video
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 MAX_SNAPSHOT_BYTES = 4 << 30  # far above any real snapshot; a bound on what a bad file can cost
 
 # Short keys keep snapshots of 100k+ videos small and fast to load.
@@ -112,24 +123,94 @@ def state_from_doc(doc: dict[str, Any]) -> State:
     )
 
 
+def log_stat(log_path: Path) -> dict[str, int] | None:
+    """What changes whenever a byte of the log does (its inode, size, mtime and ctime; ctime cannot be
+    set back), or None if it cannot be read."""
+    try:
+        st = os.stat(log_path)
+    except OSError:
+        return None
+    return {"dev": st.st_dev, "ino": st.st_ino, "size": st.st_size, "mtime": st.st_mtime_ns, "ctime": st.st_ctime_ns}
+
+
+def encode(state: State | Projector, head_crc: int | None = None, log_stat: dict[str, int] | None = None) -> bytes:
+    """The bytes of a format-2 snapshot of `state`. `head_crc`: CRC-32 of the log's bytes [0, state.offset),
+    so a reader can check cheaply that the head the snapshot stands in for is still what was replayed
+    (damage there must not hide behind it)."""
+    doc = state_to_doc(state)
+    rows = doc.pop("videos")
+    dumps = orjson.dumps
+    body = b"".join([dumps([row["id"] for row in rows]), b"\n", *[dumps(row) + b"\n" for row in rows]])
+    head: dict[str, Any] = {
+        "v": SNAPSHOT_VERSION,
+        "state": doc,
+        "summary": views.summary(state.videos.values()),
+        "body_crc": f"{zlib.crc32(body):08x}",
+    }
+    if head_crc is not None:
+        head["head_crc"] = f"{head_crc:08x}"
+    if log_stat is not None:
+        head["log_stat"] = log_stat
+    line = dumps(head)
+    return b'{"crc":"%08x","doc":%s}\n%s' % (zlib.crc32(line), line, body)
+
+
 def write(
     path: Path,
     state: State | Projector,
     failpoints: eventlog.Failpoints | None = None,
     head_crc: int | None = None,
+    log_stat: dict[str, int] | None = None,
 ) -> None:
-    """`head_crc`: CRC-32 of the log's bytes [0, state.offset), so a reader can check cheaply that the head
-    the snapshot stands in for is still what was replayed (damage there must not hide behind it)."""
-    doc: dict[str, Any] = {"v": SNAPSHOT_VERSION, "state": state_to_doc(state)}
-    if head_crc is not None:
-        doc["head_crc"] = f"{head_crc:08x}"
-    body = orjson.dumps(doc)
-    data = b'{"crc":"%08x","doc":%s}' % (zlib.crc32(body), body)
+    """`log_stat`: the log's `log_stat` once its bytes were checked against `head_crc` (the daemon's last
+    snapshot at a stop): while the log still has it, readers need not read the head again to check it."""
+    data = encode(state, head_crc, log_stat)
     if failpoints is not None and "mid_snapshot" in failpoints.names:
         tmp = path.with_name(f".{path.name}.failpoint.tmp")
         tmp.write_bytes(data[: len(data) // 2])
         failpoints.hit("mid_snapshot")
     atomic_write(path, data)
+
+
+def _checked_doc(line: bytes) -> Any:
+    """The document of ``{"crc":"…","doc":…}``, its checksum verified."""
+    if not line.startswith(b'{"crc":"') or line[16:23] != b'","doc"':
+        raise ValueError("not a snapshot file")
+    body = line[24:-1]
+    if zlib.crc32(body) != int(line[8:16], 16):
+        raise ValueError("checksum mismatch")
+    return orjson.loads(body)
+
+
+class _Body:
+    """A format-2 snapshot's ids and rows, checked and split only when asked for."""
+
+    def __init__(self, data: bytes, crc: str) -> None:
+        if zlib.crc32(data) != int(crc, 16):
+            raise ValueError("checksum mismatch in the video rows")
+        end = data.index(b"\n")
+        self.ids: list[Any] = orjson.loads(data[:end])
+        self.rows = data[end + 1 :].split(b"\n")
+        if self.rows.pop() != b"" or len(self.rows) != len(self.ids) or not isinstance(self.ids, list):
+            raise ValueError("video rows do not match the ids")
+
+    def row(self, i: int) -> dict[str, Any]:
+        row = orjson.loads(self.rows[i])
+        if not isinstance(row, dict) or row.get("id") != self.ids[i]:
+            raise ValueError(f"video row {i} is not {self.ids[i]!r}")
+        return row
+
+
+def _parse(data: bytes) -> tuple[dict[str, Any], bytes | None]:
+    """A snapshot file's checked document, and (format 2) the bytes after its first line."""
+    nl = data.find(b"\n")
+    doc = _checked_doc(data if nl < 0 else data[:nl])
+    if not isinstance(doc, dict):
+        raise ValueError("not a snapshot document")
+    version = doc.get("v")
+    if (version, nl < 0) not in ((1, True), (SNAPSHOT_VERSION, False)):
+        raise ValueError(f"snapshot version {version!r}")
+    return doc, (None if nl < 0 else data[nl + 1 :])
 
 
 @dataclass(frozen=True)
@@ -140,41 +221,65 @@ class Loaded:
     head_changed: bool = False  # rejected because the covered head's bytes differ (damage, or a rewrite)
 
 
+def _read(path: Path) -> tuple[bytes | None, str | None]:
+    try:  # never a FIFO (it would block) nor a symlink: nkod writes this file itself
+        return read_regular(path, MAX_SNAPSHOT_BYTES, follow_symlinks=False), None
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"cannot read {path}: {exc.strerror or exc}; rebuilding from the log"
+
+
+def _mismatch(path: Path, log_path: Path, seq: Any, offset: Any, last_ts: Any) -> str | None:
+    """Why the snapshot at (seq, offset, last_ts) is not of this log, or None when it is."""
+    # The line the snapshot ends on must be the very event it last applied: same seq and same timestamp
+    # (microseconds), so a snapshot of another log that happens to share a seq/offset is not trusted.
+    if not seq:
+        return None
+    at = eventlog.line_ending_at(log_path, offset) if type(offset) is int else None
+    if at is None or at.get("seq") != seq or at.get("ts") != last_ts:
+        return f"{path} does not match {log_path} (seq {seq}); rebuilding from the log"
+    return None
+
+
+def _head_crc(doc: dict[str, Any]) -> int | None:
+    value = doc.get("head_crc")
+    return int(value, 16) if value is not None else None
+
+
+def _head_unchanged(doc: dict[str, Any], log_path: Path) -> bool:
+    """Is the log byte for byte what it was when its head was checked against the snapshot's head_crc?"""
+    recorded = doc.get("log_stat")
+    return recorded is not None and recorded == log_stat(log_path)
+
+
+def _head_changed(path: Path, log_path: Path, offset: int) -> str:
+    return f"the first {offset} bytes of {log_path} changed since {path} was written; rebuilding from the log"
+
+
 def load(path: Path, log_path: Path, check_head: bool = True) -> Loaded:
     """The snapshot's state if it is whole and matches the log; else why not. `check_head=False` skips
     comparing the covered head's bytes with the CRC recorded (to show what a damaged log's state was)."""
-    try:  # never a FIFO (it would block) nor a symlink: nkod writes this file itself
-        data = read_regular(path, MAX_SNAPSHOT_BYTES, follow_symlinks=False)
-    except FileNotFoundError:
-        return Loaded(None, None)
-    except OSError as exc:
-        return Loaded(None, f"cannot read {path}: {exc.strerror or exc}; rebuilding from the log")
-    # The head's CRC is computed while the snapshot is parsed (most of a status call on a big log).
-    head = eventlog.BackgroundCrc(log_path) if check_head else None
+    data, problem = _read(path)
+    if data is None:
+        return Loaded(None, problem)
     try:
-        if not data.startswith(b'{"crc":"') or data[16:23] != b'","doc"':
-            raise ValueError("not a snapshot file")
-        body = data[24:-1]
-        if zlib.crc32(body) != int(data[8:16], 16):
-            raise ValueError("checksum mismatch")
-        doc = orjson.loads(body)
-        if doc.get("v") != SNAPSHOT_VERSION:
-            raise ValueError(f"snapshot version {doc.get('v')!r}")
-        state = state_from_doc(doc["state"])
-        head_crc = int(doc["head_crc"], 16) if "head_crc" in doc else None
-    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+        doc, rest = _parse(data)
+        # The head's CRC is computed while the rest is parsed (most of a start or a status on a big log).
+        head = eventlog.BackgroundCrc(log_path) if check_head and not _head_unchanged(doc, log_path) else None
+        state_doc = doc["state"]
+        if rest is not None:  # format 2: the rows after the first line
+            body = _Body(rest, doc["body_crc"])
+            state_doc = {**state_doc, "videos": [body.row(i) for i in range(len(body.ids))]}
+        state = state_from_doc(state_doc)
+        head_crc = _head_crc(doc)
+    except (ValueError, KeyError, TypeError, IndexError, orjson.JSONDecodeError) as exc:
         return Loaded(None, f"{path} is damaged ({exc}); rebuilding from the log")
-    # The line the snapshot ends on must be the very event it last applied: same seq and same timestamp
-    # (microseconds), so a snapshot of another log that happens to share a seq/offset is not trusted.
-    at = eventlog.line_ending_at(log_path, state.offset) if state.seq else None
-    if state.seq and (at is None or at.get("seq") != state.seq or at.get("ts") != state.last_ts):
-        return Loaded(None, f"{path} does not match {log_path} (seq {state.seq}); rebuilding from the log")
+    mismatch = _mismatch(path, log_path, state.seq, state.offset, state.last_ts)
+    if mismatch:
+        return Loaded(None, mismatch)
     if head is not None and head_crc is not None and head.at(state.offset) != head_crc:
-        return Loaded(
-            None,
-            f"the first {state.offset} bytes of {log_path} changed since {path} was written; rebuilding from the log",
-            head_changed=True,
-        )
+        return Loaded(None, _head_changed(path, log_path, state.offset), head_changed=True)
     return Loaded(state, None, head_crc)
 
 
@@ -197,18 +302,94 @@ def replay(data_log: Path, snapshot_path: Path, use_snapshot: bool = True) -> Re
     base = loaded.state
     projector = Projector(base)
     result = eventlog.ScanResult()
-    count = 0
-    events: Iterator[dict[str, Any]] = eventlog.scan(
+    first_line = (base.seq + 1) if base else 1
+    chunks = eventlog.scan_chunks(
         data_log,
         start_offset=base.offset if base else 0,
         prev_seq=base.seq if base else 0,
-        first_line=(base.seq + 1) if base else 1,
+        first_line=first_line,
         result=result,
     )
-    for event in events:
-        projector.apply(event)
-        count += 1
+    projector.apply_all(chain.from_iterable(chunks))  # one call: each video is copied once, not per event
+    count = result.lines - (first_line - 1)
     projector.offset = result.end_offset
     return Replay(
         projector, result, base is not None, loaded.problem, count, base.offset if base else 0, loaded.head_crc
     )
+
+
+@dataclass
+class StatusReplay:
+    """What ``nkoctl status`` needs: the state's fields but its videos, and the summary of its videos."""
+
+    projector: Projector  # right in all but `videos`, which holds only those the tail touched
+    summary: dict[str, Any]  # views.summary of the whole state's videos
+    scan: eventlog.ScanResult
+
+
+def _named_videos(events: list[dict[str, Any]]) -> dict[str, None] | None:
+    """The ids of the videos `events` name (in order), or None if one is not a string id."""
+    named: dict[str, None] = {}
+    for e in events:
+        vid = e.get("video_id")
+        if vid is not None:
+            if type(vid) is not str:
+                return None
+            named[vid] = None
+        ids = e.get("video_ids")
+        if ids is not None:
+            if type(ids) is not list or any(type(x) is not str for x in ids):
+                return None
+            named.update(dict.fromkeys(ids))
+    return named
+
+
+def status_replay(data_log: Path, snapshot_path: Path) -> StatusReplay | None:
+    """A format-2 snapshot's first line plus the log's tail, parsing the rows of only the videos the tail
+    names (an event changes only the videos it names). The result equals a full `replay`'s for status.
+    None when no such snapshot applies: then use `replay`. Raises as `replay` does on a damaged log."""
+    data, _problem = _read(snapshot_path)
+    if data is None:
+        return None
+    try:
+        doc, rest = _parse(data)
+        if rest is None:  # format 1: no summary
+            return None
+        # As `load` does: damage under the snapshot must show (computed while the tail is read).
+        head = None if _head_unchanged(doc, data_log) else eventlog.BackgroundCrc(data_log)
+        state_doc, base_summary = doc["state"], doc["summary"]
+        seq, offset, head_crc = state_doc["seq"], state_doc["offset"], _head_crc(doc)
+        if (
+            type(seq) is not int
+            or type(offset) is not int
+            or _mismatch(snapshot_path, data_log, seq, offset, state_doc["last_ts"])
+        ):
+            return None
+    except (ValueError, KeyError, TypeError, IndexError, orjson.JSONDecodeError):
+        return None
+    if head is not None and head_crc is not None and head.at(offset) != head_crc:
+        return None  # the head changed: the full replay says how
+    result = eventlog.ScanResult()
+    events = list(chain.from_iterable(eventlog.scan_chunks(data_log, offset, seq, seq + 1, result)))
+    named = _named_videos(events)
+    if named is None:
+        return None
+    try:
+        index: dict[str, int] = {}
+        rows: list[dict[str, Any]] = []
+        if named:
+            body = _Body(rest, doc["body_crc"])
+            index = {vid: i for i, vid in enumerate(body.ids)}
+            rows = [body.row(i) for i in sorted(index[vid] for vid in named if vid in index)]
+        base = state_from_doc({**state_doc, "videos": rows})
+        projector = Projector(base)
+        projector.apply_all(events)
+        projector.offset = result.end_offset
+        after = {vid: projector.videos[vid] for vid in named if vid in projector.videos}
+        new = {vid: len(index) + k for k, vid in enumerate(vid for vid in projector.videos if vid not in index)}
+        summary = views.summary_after(
+            base_summary, base.videos, after, lambda vid: index[vid] if vid in index else new[vid]
+        )
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, orjson.JSONDecodeError):
+        return None  # a snapshot whose parts do not agree: the full replay decides
+    return StatusReplay(projector, summary, result)

@@ -6,11 +6,11 @@ The daemon writes the first two atomically under ``checkpoints/`` so tools made 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from nkod.state import Projector, State, Status, try_parse_ts
+from nkod.state import Projector, State, Status, Video, try_parse_ts
 
 
 def elapsed_seconds(
@@ -87,37 +87,94 @@ def progress_view(state: State | Projector, elapsed: float) -> dict[str, Any]:
     }
 
 
+STATUS_VALUES = tuple(s.value for s in Status)
+
+
+def failed_entry(v: Video) -> dict[str, Any]:
+    """A failed video as ``status --json`` lists it."""
+    return {
+        "id": v.video_id,
+        "error": v.error or "",
+        "timestamp": v.failed_at or "",
+        "attempts": v.failures,
+        "error_kind": v.error_kind or "",
+        "imported": v.imported,
+    }
+
+
+def summary(videos: Iterable[Video]) -> dict[str, Any]:
+    """What status shows of the videos, without the videos: how many are in each status, which run and
+    which were interrupted, the failed ones' entries, how many wait out a backoff (lists in video order).
+    The snapshot keeps it, so status need not rebuild every video of a long run (see `summary_after`)."""
+    out: dict[str, Any] = {
+        "counts": dict.fromkeys(STATUS_VALUES, 0),
+        "running": [],
+        "interrupted": [],
+        "failed": [],
+        "waiting": 0,
+    }
+    for v in videos:
+        _add(out, v)
+    return out
+
+
+def _add(out: dict[str, Any], v: Video) -> None:
+    status = v.status
+    out["counts"][status.value] += 1
+    if status is Status.RUNNING:
+        out["running"].append(v.video_id)
+    elif status is Status.INTERRUPTED:
+        out["interrupted"].append(v.video_id)
+    elif status is Status.FAILED:
+        out["failed"].append(failed_entry(v))
+    elif status is Status.PENDING and v.not_before is not None:
+        out["waiting"] += 1
+
+
+def summary_after(
+    base: Mapping[str, Any],
+    before: Mapping[str, Video],
+    after: Mapping[str, Video],
+    position: Callable[[str], int],
+) -> dict[str, Any]:
+    """`base` (the summary of some videos) once the videos in `before` became those in `after` (the same
+    ids, and new ones). `position` orders ids as the full state does. Equals ``summary`` of the new state."""
+    out: dict[str, Any] = {"counts": dict(base["counts"]), "waiting": base["waiting"]}
+    for v in before.values():
+        out["counts"][v.status.value] -= 1
+        if v.status is Status.PENDING and v.not_before is not None:
+            out["waiting"] -= 1
+    changed = before.keys() | after.keys()
+    out["running"] = [vid for vid in base["running"] if vid not in changed]
+    out["interrupted"] = [vid for vid in base["interrupted"] if vid not in changed]
+    out["failed"] = [f for f in base["failed"] if f["id"] not in changed]
+    for v in after.values():
+        _add(out, v)
+    if changed:
+        out["running"].sort(key=position)
+        out["interrupted"].sort(key=position)
+        out["failed"].sort(key=lambda f: position(f["id"]))
+    return out
+
+
 def status_doc(
     state: State | Projector,
     now: datetime,
     daemon_pid: int | None,
     activity: dict[str, Any] | None = None,
     session_seconds: float | None = None,
+    videos: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What ``nkoctl status --json`` prints. `activity` is the daemon's live progress, when known;
-    `session_seconds` its session's length now (see `live_session_seconds`)."""
-    by: dict[Status, list[str]] = {s: [] for s in Status}
-    failed: list[dict[str, Any]] = []
-    waiting = 0
-    for v in state.videos.values():
-        by[v.status].append(v.video_id)
-        if v.status is Status.FAILED:
-            failed.append(
-                {
-                    "id": v.video_id,
-                    "error": v.error or "",
-                    "timestamp": v.failed_at or "",
-                    "attempts": v.failures,
-                    "error_kind": v.error_kind or "",
-                    "imported": v.imported,
-                }
-            )
-        elif v.status is Status.PENDING and v.not_before is not None:
-            waiting += 1
+    `session_seconds` its session's length now (see `live_session_seconds`); `videos` the summary of the
+    state's videos when the caller has it (``summary(state.videos.values())`` otherwise)."""
+    v = videos if videos is not None else summary(state.videos.values())
+    counts = v["counts"]
+    failed = v["failed"]
     running = daemon_pid is not None
     elapsed = elapsed_seconds(state, now, running, session_seconds if running else None)
-    done = len(by[Status.COMPLETED])
-    total = len(state.videos)
+    done = counts[Status.COMPLETED.value]
+    total = sum(counts.values())
     rate = state.completed_by_nkod / (elapsed / 3600) if elapsed > 0 and state.completed_by_nkod else 0.0
     remaining = total - done - len(failed)
     eta = remaining / rate * 3600 if rate > 0 else None
@@ -128,11 +185,11 @@ def status_doc(
     doc: dict[str, Any] = {
         "total": total,
         "completed": done,
-        "pending": len(by[Status.PENDING]),
-        "waiting_backoff": waiting,
-        "running": by[Status.RUNNING],
-        "failed": failed,
-        "interrupted": by[Status.INTERRUPTED],
+        "pending": counts[Status.PENDING.value],
+        "waiting_backoff": v["waiting"],
+        "running": list(v["running"]),
+        "failed": list(failed),
+        "interrupted": list(v["interrupted"]),
         "frames": int(t.get("frames", 0)),
         "nko_detections": int(t.get("nko_detections", 0)),
         "nko_frames": int(t.get("nko_frames", 0)),

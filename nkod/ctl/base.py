@@ -91,14 +91,30 @@ class CtlBase:
             raise CtlError(str(exc), EXIT_LOG) from exc
         except LogError as exc:
             raise CtlError(str(exc), EXIT_LOG) from exc
-        if replay.scan.torn is not None:
-            t = replay.scan.torn
+        self._note_torn(replay.scan)
+        return replay.projector
+
+    def _note_torn(self, scan: eventlog.ScanResult) -> None:
+        if scan.torn is not None:
+            t = scan.torn
             self.console.print(
                 f"[yellow]note:[/] {self.paths.log} ends in a torn line {t.line} ({t.length} bytes, {t.reason});"
                 " the daemon cuts it at its next start",
                 highlight=False,
             )
-        return replay.projector
+
+    def status_replay(self) -> snapshot.StatusReplay | None:
+        """The snapshot's summary plus the log's tail, for status (None: no usable snapshot, or a damaged
+        log: then a full replay, which says what is wrong)."""
+        if not self.paths.root.is_dir():
+            return None
+        try:
+            fast = snapshot.status_replay(self.paths.log, self.paths.snapshot)
+        except LogError:
+            return None
+        if fast is not None:
+            self._note_torn(fast.scan)
+        return fast
 
     def activity(self) -> dict[str, Any] | None:
         try:
@@ -130,12 +146,18 @@ class CtlBase:
         p.offset = result.end_offset
         return p, damage
 
-    def status_doc(self, projector: Projector | None = None, log_damaged: str | None = None) -> dict[str, Any]:
+    def status_doc(
+        self,
+        projector: Projector | None = None,
+        log_damaged: str | None = None,
+        summary: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """`summary`: views.summary of the state's videos, when `projector` holds only some of them."""
         p = projector or self.load()
         pid = self.daemon_pid()
         activity = self.activity() if pid else None
         session = views.live_session_seconds(activity, pid, time.monotonic())
-        doc = views.status_doc(p, datetime.now(UTC), pid, activity, session)
+        doc = views.status_doc(p, datetime.now(UTC), pid, activity, session, summary)
         doc["log_damaged"] = log_damaged
         return doc
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -203,6 +202,8 @@ class Fsck:
     ) -> int:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         backup = path.with_name(f"{path.name}.bak-{stamp}")
+        import shutil  # only here: status, which imports this module too, should not pay for it
+
         shutil.copy2(path, backup)
         fsync_file(backup)
         fsync_dir(path.parent)  # the backup exists before the log is touched

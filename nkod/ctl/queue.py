@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from nkod import decide, spool
 from nkod.fsutil import read_regular
 from nkod.manifest import id_problem
 from nkod.manifest import load as load_manifest
@@ -25,6 +24,8 @@ MAX_CHECKPOINT_BYTES = 1 << 30  # the old run's checkpoint: a bound on what a wr
 
 class QueueCommands(CtlBase):
     def retry(self, ids: list[str], wait: float) -> int:
+        from nkod import decide, spool
+
         for vid in ids:
             why = id_problem(vid)
             if why:
@@ -52,6 +53,8 @@ class QueueCommands(CtlBase):
         return 0
 
     def plan(self, as_json: bool) -> int:
+        from nkod import decide
+
         p = self.load()
         m = load_manifest(self.paths.root / "videos.jsonl")
         known = set(p.videos)
@@ -89,6 +92,8 @@ class QueueCommands(CtlBase):
         return 0
 
     def import_checkpoint(self, file: Path, wait: float) -> int:
+        from nkod import spool
+
         completed, failed = parse_seed_checkpoint(file)
         path = spool.submit(
             self.paths.requests, "import_checkpoint", completed=completed, failed=failed, source=str(file)

@@ -25,8 +25,12 @@ from nkod.ctl.base import EXIT_LOG, CtlBase, CtlError
 class StatusCommands(CtlBase):
     def status(self, as_json: bool, watch: bool, interval: float) -> int:
         if not watch:
-            projector, damage = self.load_despite_damage()
-            doc = self.status_doc(projector, damage)
+            fast = self.status_replay()  # a snapshot's summary and the tail: no need to rebuild every video
+            if fast is not None:
+                doc, damage = self.status_doc(fast.projector, None, fast.summary), None
+            else:
+                projector, damage = self.load_despite_damage()
+                doc = self.status_doc(projector, damage)
             if as_json:
                 sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
             else:
