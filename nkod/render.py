@@ -26,6 +26,19 @@ def bar(done: int, total: int, width: int = 30) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
+def detector_cost(doc: dict[str, Any]) -> str:
+    """What detection cost, and what the local pre-filter saved; empty when detection was free."""
+    calls, cost = doc.get("detector_calls", 0), doc.get("detector_cost_usd", 0.0)
+    sent, skipped = doc.get("prefilter_frames_sent", 0), doc.get("prefilter_frames_skipped", 0)
+    if not (calls or cost or sent or skipped):
+        return ""
+    text = f"${cost:,.2f} ({calls:,} API calls)"
+    if sent or skipped:
+        saved = doc.get("prefilter_saved_usd", 0.0)
+        text += f"; local pre-filter sent {sent:,} frames, skipped {skipped:,}, saved ${saved:,.2f}"
+    return text
+
+
 def status_panel(doc: dict[str, Any]) -> RenderableType:
     """The seed's status box, from ``status --json``'s document."""
     total, done = doc["total"], doc["completed"]
@@ -51,6 +64,9 @@ def status_panel(doc: dict[str, Any]) -> RenderableType:
         grid.add_row("N'Ko:", f"{detections:,} detections{nko_pct}; detection was off for {off:,} videos")
     else:
         grid.add_row("N'Ko:", f"{detections:,} detections{nko_pct}")
+    cost = detector_cost(doc)
+    if cost:
+        grid.add_row("Detector:", cost)
     grid.add_row("Audio:", f"{doc['audio_segments']:,} segments")
     failed = len(doc["failed"])
     grid.add_row("Failed:", Text(f"{failed} video{'s' if failed != 1 else ''}", style="red" if failed else ""))

@@ -195,6 +195,12 @@ def status_doc(
         "nko_frames": int(t.get("nko_frames", 0)),
         "nko_detection": detection,
         "nko_detection_off_videos": off,
+        # What detection cost (vision-api) and saved (its local pre-filter), summed over the videos.
+        "detector_calls": int(t.get("detector_calls", 0)),
+        "detector_cost_usd": round(float(t.get("detector_cost_usd", 0.0)), 6),
+        "prefilter_frames_sent": int(t.get("prefilter_frames_sent", 0)),
+        "prefilter_frames_skipped": int(t.get("prefilter_frames_skipped", 0)),
+        "prefilter_saved_usd": round(float(t.get("prefilter_saved_usd", 0.0)), 6),
         "audio_segments": int(t.get("audio_segments", 0)),
         "elapsed_seconds": round(elapsed, 1),
         "rate_per_hour": round(rate, 2),

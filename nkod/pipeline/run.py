@@ -13,7 +13,7 @@ from typing import Any
 from nkod.errors import ConfigError, PermanentError, TransientError
 from nkod.pipeline.audio import Segment, extract_segments
 from nkod.pipeline.detectors import DetectorContext, FrameInput, make_detector
-from nkod.pipeline.detectors.captions import CaptionsDetector
+from nkod.pipeline.detectors.factory import captions_of
 from nkod.pipeline.fetch import DOWNLOAD_DIR, fetch
 from nkod.pipeline.frames import extract_frames
 from nkod.pipeline.manifest import build_manifest, check_on_disk, write_manifest
@@ -79,9 +79,10 @@ def _process(video: dict[str, Any], workdir: Path, report: Report) -> dict[str, 
         starts = [s.start for s in frames.scenes]
         segments = extract_segments(fetched.path, fetched.info, workdir, starts, settings.segments, report)
     segment_texts = None
-    if isinstance(detector, CaptionsDetector) and detector.streams:
+    captions = captions_of(detector)
+    if captions is not None:
         segment_texts = [
-            [c.text for c in detector.nko_cues if c.start < seg.end and c.end > seg.start] for seg in segments
+            [c.text for c in captions.nko_cues if c.start < seg.end and c.end > seg.start] for seg in segments
         ]
 
     if fetched.downloaded and not settings.keep_video:

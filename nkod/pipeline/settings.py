@@ -6,8 +6,9 @@ Layout (all keys optional; defaults shown by ``nkod --print-config``)::
     [pipeline.download]        yt-dlp options for ``url`` entries
     [pipeline.frames]          scene detection and JPEG output
     [pipeline.segments]        audio segmentation (used when ``audio = true``)
-    [pipeline.vision_api]      the ``vision-api`` detector
+    [pipeline.vision_api]      the ``vision-api`` detector (and its ``local`` pre-filter)
     [pipeline.captions]        the ``captions`` detector
+    [pipeline.local]           the ``local`` N'Ko detector (also part of ``auto``)
 
 Unknown keys and bad values raise :class:`nkod.errors.ConfigError` naming ``pipeline.<key>``.
 """
@@ -22,7 +23,8 @@ from typing import Any
 from nkod.errors import ConfigError
 from nkod.tomltable import Check, in_range, nonempty, one_of, parse_table
 
-DETECTORS = ("none", "vision-api", "captions")
+DETECTORS = ("auto", "local", "captions", "vision-api", "none")
+PREFILTERS = ("none", "local")
 AUDIO_FORMATS = ("flac", "wav")
 VADS = ("energy", "silero")
 
@@ -83,6 +85,10 @@ class VisionApiSettings:
     max_tokens: int = 512
     concurrency: int = 4
     min_confidence: float = 0.5
+    # "local": only frames whose local N'Ko score is at least prefilter_threshold are sent; the others
+    # are decided "no N'Ko" by the local detector for free.
+    prefilter: str = "none"
+    prefilter_threshold: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -94,10 +100,18 @@ class CaptionSettings:
 
 
 @dataclass(frozen=True)
+class LocalSettings:
+    """The local N'Ko detector: a small network shipped in the package, numpy on CPU, no cost."""
+
+    threshold: float = 0.4
+    weights: str = ""  # empty: the weights shipped in the package
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     """Everything the built-in pipeline can be told."""
 
-    detector: str = "none"
+    detector: str = "auto"
     audio: bool = True
     keep_video: bool = False
     download: DownloadSettings = field(default_factory=DownloadSettings)
@@ -105,6 +119,7 @@ class PipelineSettings:
     segments: SegmentSettings = field(default_factory=SegmentSettings)
     vision_api: VisionApiSettings = field(default_factory=VisionApiSettings)
     captions: CaptionSettings = field(default_factory=CaptionSettings)
+    local: LocalSettings = field(default_factory=LocalSettings)
 
 
 def _http_url(value: Any) -> str | None:
@@ -145,6 +160,9 @@ _CHECKS: dict[str, Check] = {
     "vision_api.max_tokens": in_range(16, 100_000),
     "vision_api.concurrency": in_range(1, 64),
     "vision_api.min_confidence": in_range(0, 1),
+    "vision_api.prefilter": one_of(PREFILTERS),
+    "vision_api.prefilter_threshold": in_range(0, 1),
+    "local.threshold": in_range(0, 1, open_low=True),
 }
 
 

@@ -65,9 +65,19 @@ def test_manifest_links_scenes_frames_and_segments(clip_mkv: Path, tmp_path: Pat
     assert m["settings"]["detector"] == "captions"
 
 
-def test_default_detector_is_none_and_recorded(clip_mp4: Path, tmp_path: Path, make_report: MakeReport) -> None:
-    """With nothing configured detection is off: manifest says "none", no frame has a result."""
+def test_default_detector_is_auto_and_recorded(clip_mp4: Path, tmp_path: Path, make_report: MakeReport) -> None:
+    """With nothing configured the local detector (auto) looks at every frame: no text, no N'Ko."""
     report, _ = make_report({})
+    workdir = _workdir(tmp_path)
+    counts = process({"video_id": "plain", "path": str(clip_mp4)}, workdir, report)
+    m = _manifest(workdir)
+    assert m["detector"] == "auto" and counts["nko_detections"] == 0
+    assert all(f["detection"]["stage"] == "local" and not f["detection"]["has_nko"] for f in m["frames"])
+
+
+def test_detector_none_is_off_and_recorded(clip_mp4: Path, tmp_path: Path, make_report: MakeReport) -> None:
+    """detector = "none": manifest says "none", no frame has a result."""
+    report, _ = make_report({"detector": "none"})
     workdir = _workdir(tmp_path)
     counts = process({"video_id": "plain", "path": str(clip_mp4)}, workdir, report)
     m = _manifest(workdir)

@@ -71,6 +71,6 @@ def test_nkod_once_on_the_shipped_manifest(tmp_path: Path) -> None:
     for entry in _entries():
         out = data / "output" / entry["video_id"]
         manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-        assert manifest["detector"] == "none"
+        assert manifest["detector"] == "auto"
         assert len(manifest["frames"]) == len(list((out / "frames").iterdir())) >= 4
         assert len(manifest["audio_segments"]) == len(list((out / "audio").iterdir())) >= 4

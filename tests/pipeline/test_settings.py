@@ -13,13 +13,13 @@ from nkod.pipeline.settings import PipelineSettings, effective_table, parse_sett
 
 
 def test_empty_table_gives_the_documented_defaults() -> None:
-    """No [pipeline] keys means threshold 0.3, 2 s scenes, 100 frames, no detector, FLAC at 16 kHz."""
+    """No [pipeline] keys means threshold 0.3, 2 s scenes, 100 frames, detector auto, FLAC at 16 kHz."""
     s = parse_settings({}, "cfg.toml")
     assert s == PipelineSettings()
     assert s.frames.scene_threshold == 0.3
     assert s.frames.min_scene_seconds == 2.0
     assert s.frames.max_frames == 100
-    assert s.detector == "none"
+    assert s.detector == "auto"
     assert s.audio is True
     assert s.segments.sample_rate == 16000
     assert s.segments.format == "flac"

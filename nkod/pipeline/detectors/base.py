@@ -29,7 +29,12 @@ class FrameInput:
 
 @dataclass(frozen=True)
 class Detection:
-    """What a detector found in one frame. `error` is set (and the rest empty) when it could not say."""
+    """What a detector found in one frame. `error` is set (and the rest empty) when it could not say.
+
+    `regions` are where the local detector saw N'Ko (``{"box": [x0, y0, x1, y1], "score": p}`` in frame
+    pixels); `stage` is which detector decided this frame's yes/no when several are combined (``auto``:
+    ``local`` or ``captions``; the cascade: ``local`` for frames it kept from the API, else ``vision-api``).
+    """
 
     has_nko: bool
     nko_text: str = ""
@@ -39,6 +44,9 @@ class Detection:
     source: str = ""
     cached: bool = False
     error: str = ""
+    regions: tuple[dict[str, Any], ...] = ()
+    stage: str = ""
+    local_score: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -49,6 +57,12 @@ class Detection:
             "confidence": self.confidence,
             "source": self.source,
         }
+        if self.stage:
+            d["stage"] = self.stage
+        if self.local_score is not None:
+            d["local_score"] = round(self.local_score, 4)
+        if self.regions:
+            d["regions"] = [dict(r) for r in self.regions]
         if self.cached:
             d["cached"] = True
         if self.error:
