@@ -274,3 +274,14 @@ def test_the_running_daemon_reads_appended_lines_half_written_ones_included(tmp_
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     assert d.completed_count() == {"v0": 1, "v1": 1, "v2": 1, "late": 1, "w1": 1}
+
+
+def test_a_restart_after_a_clean_stop_does_not_scan_the_head_again(tmp_path: Path) -> None:
+    """nkod started on the log its last run left at a clean stop skips the background scan of the head (that run
+    checked it all); once the log was touched, the next start scans it again."""
+    d = _stopped_daemon_dir(tmp_path)
+    second = d.run()
+    assert second.returncode == 0 and "log_verified" not in second.stdout, second.stdout
+    os.utime(d.log)
+    third = d.run()
+    assert third.returncode == 0 and "log_verified" in third.stdout, third.stdout
