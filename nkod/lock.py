@@ -30,16 +30,6 @@ def _pid_in_file(path: Path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: it exists (another user's)
-        return True
-    return True
-
-
 def _lock_file(path: Path) -> int:
     """Open (creating) and flock `path`, then write our PID into it. Raises BlockingIOError if held.
 
@@ -142,12 +132,6 @@ def holder_pid(root: Path, *, _dir: bool = True) -> int | None:
     wrote into ``nkod.lock``.
     """
     lock_file = Paths(root).lock
-    written = _pid_in_file(lock_file)
-    if written is not None and not _alive(written):
-        # Every holder writes its PID here as it takes the lock, and the kernel drops a lock with its
-        # holder: the last holder is dead, so nobody holds it. (Reading /proc/locks can take ~10 ms on a
-        # busy box; status is run every few seconds by monitoring.)
-        return None
     targets: list[os.stat_result] = []
     for path, wanted in ((root, _dir), (lock_file, True)):
         if wanted:
@@ -159,6 +143,7 @@ def holder_pid(root: Path, *, _dir: bool = True) -> int | None:
         locks = Path("/proc/locks").read_text()
     except OSError:
         return None
+    written = _pid_in_file(lock_file)
     found: dict[int, int] = {}  # index in targets -> pid: the directory's holder wins
     for line in locks.splitlines():
         parts = line.split()
