@@ -279,15 +279,6 @@ class Daemon:
 
     # -- start-up ---------------------------------------------------------------------------------
     def run(self) -> int:
-        manifest_path = self.paths.manifest(self.config)
-        if self.once and not manifest_path.exists():  # nothing to do is a mistake here, not a success
-            self.log.error(
-                "manifest_missing",
-                path=str(manifest_path),
-                error="--once has no video list to work through",
-                hint="check --data-dir (and [daemon] manifest), or write the manifest there first",
-            )
-            return EXIT_USAGE
         try:
             self._unlink_symlinked_spool()
             for d in (
@@ -310,6 +301,15 @@ class Daemon:
             self.log.error("storage_failed", error=f"{exc.strerror or exc}: {exc.filename or self.paths.root}")
             return EXIT_STORAGE
         try:
+            manifest_path = self.paths.manifest(self.config)
+            if self.once and not manifest_path.exists():  # nothing to do is a mistake here, not a success
+                self.log.error(
+                    "manifest_missing",
+                    path=str(manifest_path),
+                    error="--once has no video list to work through",
+                    hint="check --data-dir (and [daemon] manifest), or write the manifest there first",
+                )
+                return EXIT_USAGE
             return self._run_locked()
         except PermissionError as exc:  # e.g. events.jsonl left root's by `sudo` editing: say whose and how to fix
             return self._permission_denied(exc)
