@@ -36,7 +36,7 @@ from nkod import __version__, decide, eventlog, lock, manifest, snapshot, spool,
 from nkod.config import Config, load_config
 from nkod.decide import Committed, Draft, Outcome, RetryPolicy
 from nkod.errors import ConfigError, LockHeldError, LogError, StorageError
-from nkod.fsutil import atomic_write, fsync_dir, read_regular
+from nkod.fsutil import atomic_write, fsync_dir, permission_problem, read_regular
 from nkod.hooks import Hooks
 from nkod.logs import get as get_logger
 from nkod.notify import Notifier
@@ -53,6 +53,9 @@ EXIT_LOCKED = 3
 EXIT_LOG = 4
 EXIT_CRASH = 1  # an unexpected error in nkod itself (what was running is recorded interrupted)
 EXIT_STORAGE = 75  # EX_TEMPFAIL: systemd restarts us later, by which time space may be free
+# EX_NOPERM: a file of ours that we may not read or write (its owner or mode, e.g. after `sudo` edits):
+# restarting cannot fix it, so the unit's RestartPreventExitStatus= lists it; the message says the fix.
+EXIT_NOPERM = 77
 TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a worker being stopped
 # The disk, not the video: the daemon stops with EXIT_STORAGE and systemd retries later.
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
@@ -294,12 +297,47 @@ class Daemon:
             self.log.error("already_running", error=str(exc), pid=exc.pid)
             return EXIT_LOCKED
         except OSError as exc:  # read-only or full file system, or no permission: nothing was started
+            if isinstance(exc, PermissionError):
+                return self._permission_denied(exc)
             self.log.error("storage_failed", error=f"{exc.strerror or exc}: {exc.filename or self.paths.root}")
             return EXIT_STORAGE
         try:
+            manifest_path = self.paths.manifest(self.config)
+            if self.once and not manifest_path.exists():  # nothing to do is a mistake here, not a success
+                self.log.error(
+                    "manifest_missing",
+                    path=str(manifest_path),
+                    error="--once has no video list to work through",
+                    hint="check --data-dir (and [daemon] manifest), or write the manifest there first",
+                )
+                return EXIT_USAGE
             return self._run_locked()
+        except PermissionError as exc:  # e.g. events.jsonl left root's by `sudo` editing: say whose and how to fix
+            return self._permission_denied(exc)
         finally:
             held.release()
+
+    def _permission_denied(self, exc: PermissionError) -> int:
+        """One clear message (the file, its owner and mode, the fix) and an exit code systemd does not loop on."""
+        self.log.error("permission_denied", error=permission_problem(exc, "nkod"), exit_code=EXIT_NOPERM)
+        return EXIT_NOPERM
+
+    def _storage_exit(self, exc: BaseException) -> int:
+        """Log a failed durable write; the exit code says whether a restart can help (full disk) or not
+        (a file we may not write)."""
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, PermissionError):
+            cause = cause.__cause__
+        if isinstance(cause, PermissionError):
+            return self._permission_denied(cause)
+        hint = getattr(exc, "hint", None) or "free space or make the data dir writable"
+        if isinstance(exc, OSError) and exc.errno not in STORAGE_ERRNOS:
+            self.log.error("system_error", error=describe_os_error(exc))
+        elif isinstance(exc, OSError):
+            self.log.error("storage_failed", error=describe_os_error(exc), hint=hint)
+        else:
+            self.log.error("storage_failed", error=str(exc), hint=hint)
+        return EXIT_STORAGE
 
     def _unlink_symlinked_spool(self) -> None:
         """requests/ must be a real directory: nkod deletes and writes there (rejected/), and nothing may
@@ -394,8 +432,7 @@ class Daemon:
             self.append(decide.recover(self.projector, self._committed_for_running()))
             self._clean_work()
         except StorageError as exc:
-            self.log.error("storage_failed", error=str(exc))
-            return EXIT_STORAGE
+            return self._storage_exit(exc)
         self.log.info(
             "ready",
             seq=self.projector.seq,
@@ -428,21 +465,12 @@ class Daemon:
         watcher.start()
         try:
             self._loop()
-        except StorageError as exc:  # the disk refused: stop cleanly, retry later
-            self.log.error(
-                "storage_failed", error=str(exc), hint=exc.hint or "free space or make the data dir writable"
-            )
+        except StorageError as exc:  # the disk refused: stop cleanly, retry later (or say whose file it is)
+            self.exit_code = self._storage_exit(exc)
             self._abort_jobs("storage failure: " + str(exc))
-            self.exit_code = EXIT_STORAGE
         except OSError as exc:  # the disk, or the system (fds, memory): say which, stop cleanly, retry later
-            if exc.errno in STORAGE_ERRNOS:
-                self.log.error(
-                    "storage_failed", error=describe_os_error(exc), hint="free space or make the data dir writable"
-                )
-            else:
-                self.log.error("system_error", error=describe_os_error(exc))
+            self.exit_code = self._storage_exit(exc)
             self._abort_jobs(("storage failure: " if exc.errno in STORAGE_ERRNOS else "system error: ") + str(exc))
-            self.exit_code = EXIT_STORAGE
         except Exception as exc:  # a bug: record what was running, then stop (systemd restarts us)
             self.log.exception("daemon_failed", error=f"{type(exc).__name__}: {exc}")
             self._abort_jobs(f"daemon error: {type(exc).__name__}")
@@ -935,7 +963,7 @@ class Daemon:
                 self.exit_code = EXIT_LOG
         reason = self._stop_reason or "stopped"
         try:
-            if self.exit_code != EXIT_STORAGE:
+            if self.exit_code not in (EXIT_STORAGE, EXIT_NOPERM):
                 self.append([{"type": "daemon_stopped", "reason": reason, "exit_code": self.exit_code}])
                 if self.exit_code == EXIT_LOG:  # the next start must meet the damage before any work
                     self.paths.snapshot.unlink(missing_ok=True)
@@ -994,8 +1022,16 @@ class Daemon:
         for p in self.manifest.problems:
             if str(p) not in self._seen_problems:
                 self._seen_problems.add(str(p))
-                kind = "manifest_line_skipped" if p.line else "manifest_unreadable"
-                self.log.warning(kind, file=p.path, line=p.line, error=p.error)
+                if self.manifest.missing:  # plainly, with where it was looked for: often a --data-dir typo
+                    self.log.warning(
+                        "manifest_missing",
+                        path=p.path,
+                        hint=f"write the video list to {p.path} (a JSON object a line); nkod reads it when it appears",
+                    )
+                elif p.line:
+                    self.log.warning("manifest_line_skipped", file=p.path, line=p.line, error=p.error)
+                else:
+                    self.log.warning("manifest_unreadable", file=p.path, error=p.error)
         self.append(drafts)
 
     def _process_requests(self) -> None:

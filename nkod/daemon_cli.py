@@ -29,6 +29,12 @@ def default_data_dir() -> Path:
     return Path("data")
 
 
+def may_create_data_dir(given: Path | None) -> bool:
+    """nkod makes its data dir only where it is the usual place: systemd's StateDirectory (which systemd
+    makes anyway) or the default ./data. One named by --data-dir or $NKOD_DATA_DIR must exist."""
+    return given is None and not os.environ.get("NKOD_DATA_DIR")
+
+
 def default_config_path() -> Path | None:
     value = os.environ.get("NKOD_CONFIG")
     return Path(value) if value else None
@@ -95,6 +101,14 @@ def main(argv: list[str] | None = None) -> int:
         get_logger().error("config_error", error=str(exc))
         return 2
     data_dir = (args.data_dir or default_data_dir()).resolve()
+    if not data_dir.is_dir() and not may_create_data_dir(args.data_dir):
+        # A typo in --data-dir (or $NKOD_DATA_DIR) must not start a fresh, empty run somewhere else.
+        get_logger().error(
+            "data_dir_missing",
+            path=str(data_dir),
+            hint="create it first (mkdir -p) or fix --data-dir / $NKOD_DATA_DIR",
+        )
+        return 2
     daemon = Daemon(data_dir, config, config_path=config_path, once=args.once, overrides=overrides)
     return daemon.run()
 

@@ -182,3 +182,52 @@ def fsync_tree(root: Path) -> int:
         fsync_dir(Path(dirpath))
         count += 1
     return count
+
+
+def _user(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group(gid: int) -> str:
+    import grp
+
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def permission_problem(exc: OSError, who: str = "nkoctl") -> str:
+    """A permission error (EACCES/EPERM) in words a person can act on: the file, its owner, group and mode,
+    who we run as, and the commands that fix it (give it the owner of its directory, user and group
+    read-write). Without a file name, the error as it is."""
+    if not exc.filename:
+        return str(exc)
+    path = Path(os.fsdecode(exc.filename))
+    try:
+        st = os.stat(path)
+    except OSError:  # it does not exist yet: its directory refused the new entry
+        path = path.parent
+        try:
+            st = os.stat(path)
+        except OSError:
+            return f"{exc.filename}: {exc.strerror or exc}"
+    is_dir = stat.S_ISDIR(st.st_mode)
+    try:
+        parent = os.stat(path.parent)
+        owner, group = _user(parent.st_uid), _group(parent.st_gid)
+    except OSError:
+        owner, group = _user(st.st_uid), _group(st.st_gid)
+    me = _user(os.geteuid())
+    groups = ",".join(_group(g) for g in sorted({os.getegid(), *os.getgroups()}))
+    return (
+        f"{path}: {exc.strerror or 'permission denied'}: it is {'a directory' if is_dir else 'a file'} owned by "
+        f"{_user(st.st_uid)}:{_group(st.st_gid)} with mode {stat.S_IMODE(st.st_mode):04o}, and {who} runs as "
+        f"{me} (groups {groups}). Fix: sudo chown {owner}:{group} {path} && sudo chmod "
+        f"{'ug+rwx' if is_dir else 'ug+rw'} {path}"
+    )

@@ -91,6 +91,7 @@ class Manifest:
     lines: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     readable: bool = True  # False: the file could not be read at all (not a regular file, permissions...)
+    missing: bool = False  # True: there is no file at `path` (a typo in --data-dir, or not written yet)
 
 
 def _lines(source: IO[bytes], number: int = 0) -> Iterator[tuple[int, bytes | None, int, bool]]:
@@ -180,7 +181,7 @@ def load(path: Path) -> Manifest:
         with open_regular(path) as source:  # refuses a FIFO or a device at once
             return parse(source, path)
     except FileNotFoundError:
-        m = Manifest(path=path)
+        m = Manifest(path=path, missing=True)
         m.problems.append(Problem(str(path), 0, "manifest file does not exist"))
         return m
     except OSError as exc:  # a FIFO, a device, a directory, permissions: a problem to report, not a crash

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -101,7 +103,7 @@ def status_panel(doc: dict[str, Any]) -> RenderableType:
                 extra += f" {float(info['percent']):.0f}%"
             elif "done" in info and "total" in info:
                 extra += f" {info['done']}/{info['total']}"
-            grid.add_row("Currently:", f"Processing {vid}{extra}")
+            grid.add_row("Currently:", Text(f"Processing {vid}{extra}"))
     elif running:
         grid.add_row("Currently:", Text(f"{', '.join(running)} (interrupted: redone at next start)", style="yellow"))
     if doc.get("manifest_problems"):
@@ -111,6 +113,8 @@ def status_panel(doc: dict[str, Any]) -> RenderableType:
         lines = Text("Failed Videos:\n", style="bold")
         for i, f in enumerate(doc["failed"], 1):
             attempts = f"after {f['attempts']} attempt{'s' if f['attempts'] != 1 else ''}" if f["attempts"] else ""
+            if attempts and attempts in f["error"]:  # a give-up's error already says "(gave up after N attempts)"
+                attempts = ""
             lines.append(f"  {i}. {f['id']} - {f['error']}" + (f" ({attempts})" if attempts else "") + "\n")
         lines.append("  Retry with: nkoctl retry [ID…]\n", style="dim")
         parts.append(lines)
@@ -122,8 +126,29 @@ def status_panel(doc: dict[str, Any]) -> RenderableType:
     return Group(*parts)
 
 
+# Processor bookkeeping that status summarises ("detection was off for N videos"): not a count for people.
+INTERNAL_COUNTS = frozenset({"nko_detection_off"})
+
+
+def counts_text(counts: Mapping[str, Any]) -> str:
+    """A video's counts as readable key=value pairs, internal markers left out."""
+    return " ".join(f"{k}={v}" for k, v in counts.items() if k not in INTERNAL_COUNTS)
+
+
+def value_text(value: Any) -> str:
+    """A field's value for people: strings as they are, everything else as JSON (never a Python repr)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return str(value)
+
+
 def event_line(e: dict[str, Any]) -> str:
-    """One event as a readable line: seq, time, type, video, the rest as key=value."""
+    """One event as a readable line: seq, time, type, video, the rest as key=value (values JSON).
+
+    Plain text: print it literally (never as rich markup, it holds error texts and URLs)."""
     skip = {"v", "seq", "ts", "type", "video_id", "crc", "session_seconds"}  # bookkeeping: see --json
     rest = []
     for key, value in e.items():
@@ -131,6 +156,8 @@ def event_line(e: dict[str, Any]) -> str:
             continue
         if key == "video_ids" and isinstance(value, list) and len(value) > 5:
             value = [*value[:5], f"…+{len(value) - 5}"]
-        rest.append(f"{key}={value}")
+        if key == "counts" and isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k not in INTERNAL_COUNTS}
+        rest.append(f"{key}={value_text(value)}")
     vid = e.get("video_id", "")
     return f"{e['seq']:>7} {e['ts'][:23]} {e['type']:<22} {vid:<14} " + " ".join(rest)

@@ -41,6 +41,8 @@ def submit(spool: Path, type_: str, **body: Any) -> Path:
 
     Run as root in a data dir that belongs to the service user, the spool and the file get that
     owner (and group-writable modes), so the daemon can always read and delete what it is sent."""
+    if not spool.parent.is_dir():  # a typo'd --data-dir must not become a new data dir holding one request
+        raise RequestError(f"{spool.parent}: no such data directory (use --data-dir); nothing was queued")
     owner = owner_for(spool.parent)
     make_dir(spool, owner)
     name = f"{time.time_ns():020d}-{os.urandom(4).hex()}.json"

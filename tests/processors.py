@@ -2,7 +2,8 @@
 
 Keys: ``sleep`` (seconds), ``frames`` (files to write), ``fail`` ("transient" | "permanent" | "crash" |
 "exit" | "hang" | "raise" | "enospc"), ``fail_attempts`` (fail only while the attempt number is at most this),
-``retry_after`` (for transient failures).
+``retry_after`` (for transient failures), ``message`` (the permanent failure's error text), ``detection_off``
+(report ``nko_detection_off: 1``, as the pipeline does with no detector).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def process(video: dict[str, Any], workdir: Path, report: Report) -> dict[str, A
                 f"rate limited (HTTP 429) on {video['video_id']}", retry_after=video.get("retry_after")
             )
         if fail == "permanent":
-            raise PermanentError(f"video {video['video_id']} is unavailable")
+            raise PermanentError(video.get("message") or f"video {video['video_id']} is unavailable")
         if fail == "crash":
             os.kill(os.getpid(), 9)
         if fail == "exit":
@@ -48,4 +49,5 @@ def process(video: dict[str, Any], workdir: Path, report: Report) -> dict[str, A
     (workdir / "frames").mkdir()
     for i in range(frames):
         (workdir / "frames" / f"{i:04d}.txt").write_text(f"{video['video_id']} frame {i}\n")
-    return {"frames": frames, "nko_detections": frames // 2, "audio_segments": frames + 1, "nko_frames": frames // 2}
+    counts = {"frames": frames, "nko_detections": frames // 2, "audio_segments": frames + 1, "nko_frames": frames // 2}
+    return counts | ({"nko_detection_off": 1} if video.get("detection_off") else {})

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import select
 import signal
 import subprocess
 import time
@@ -93,18 +96,29 @@ def test_status_shows_what_a_running_daemon_is_doing(tmp_path: Path) -> None:
 
 
 def test_status_watch_refreshes_until_interrupted(done: DataDir) -> None:
-    """status --watch draws the box and exits 0 on Ctrl+C."""
+    """status --watch on a terminal draws the box and exits 130 on Ctrl+C (piped, it prints JSON lines)."""
+    main, tty = pty.openpty()
     proc = subprocess.Popen(
         [binary("nkoctl"), "--data-dir", str(done.root), "status", "--watch", "--interval", "0.2"],
-        stdout=subprocess.PIPE,
+        stdout=tty,
         stderr=subprocess.PIPE,
-        text=True,
-        env=env(),
+        env=env(TERM="xterm", COLUMNS="120"),
     )
-    time.sleep(1.5)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=10)
-    assert proc.returncode == 0 and "Pipeline Status" in out
+    os.close(tty)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 30
+        while b"Pipeline Status" not in seen and time.monotonic() < deadline:
+            if select.select([main], [], [], 0.5)[0]:
+                seen += os.read(main, 65536)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(main)
+    assert b"Pipeline Status" in seen
 
 
 def test_plan_lists_order_and_reasons(done: DataDir) -> None:

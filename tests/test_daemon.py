@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.helpers import DataDir, kill9, processes_under, wait_for
+from tests.helpers import DataDir, env, kill9, processes_under, wait_for
 
 
 def videos(n: int, **extra: object) -> list[dict[str, object]]:
@@ -385,12 +386,17 @@ def test_a_full_disk_in_a_worker_stops_the_daemon_without_failing_the_video(d: D
 
 
 def test_an_unwritable_data_dir_is_a_storage_error_not_a_traceback(tmp_path: Path) -> None:
-    """A data dir that cannot be created (a file is in the way) exits 75 with the path, no traceback."""
+    """The default ./data that cannot be created (a file is in the way) exits 75 with the path, no traceback;
+    a --data-dir that does not exist is refused (exit 2, data_dir_missing) and never created."""
     (tmp_path / "data").write_text("not a directory")
     d = DataDir(tmp_path / "other")
+    args = [a for a in d.nkod_args("--once") if a not in ("--data-dir", str(d.root))]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env(), cwd=tmp_path)
+    assert r.returncode == 75 and "storage_failed" in r.stdout and "Traceback" not in r.stdout + r.stderr
+    assert str(tmp_path / "data") in r.stdout
     d.root = tmp_path / "data" / "sub"
     r = d.run()
-    assert r.returncode == 75 and "storage_failed" in r.stdout and "Traceback" not in r.stdout + r.stderr
+    assert r.returncode == 2 and "data_dir_missing" in r.stdout and "Traceback" not in r.stdout + r.stderr
 
 
 def test_a_reload_with_a_bad_processor_is_refused_and_fails_nothing(tmp_path: Path) -> None:

@@ -25,7 +25,18 @@ if TYPE_CHECKING:
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_LOG = 4
+EXIT_INTERRUPTED = 130  # Ctrl+C of `status --watch` or `log -f`: 128 + SIGINT, as shells report it
 SYSTEM_DATA_DIR = Path("/var/lib/nkod")
+
+
+def literal(text: object) -> str:
+    """`text` made safe to put in a rich markup string: its brackets print as they are.
+
+    Whatever comes from a video, a URL, a manifest, a path or an error (yt-dlp's "[youtube] ID: ...")
+    goes through this (or into a rich Text) before a console prints it."""
+    from rich.markup import escape
+
+    return escape(str(text))
 
 
 class CtlError(Exception):
@@ -98,7 +109,8 @@ class CtlBase:
         if scan.torn is not None:
             t = scan.torn
             self.console.print(
-                f"[yellow]note:[/] {self.paths.log} ends in a torn line {t.line} ({t.length} bytes, {t.reason});"
+                f"[yellow]note:[/] {literal(self.paths.log)} ends in a torn line {t.line} ({t.length} bytes,"
+                f" {literal(t.reason)});"
                 " the daemon cuts it at its next start",
                 highlight=False,
             )
@@ -164,23 +176,24 @@ class CtlBase:
     def _report_submission(self, path: Path, what: str, wait: float) -> None:
         pid = self.daemon_pid()
         if pid is None:
-            self.console.print(f"queued {what}; nkod is not running: applied when it starts ({path.name})")
+            self.console.print(literal(f"queued {what}; nkod is not running: applied when it starts ({path.name})"))
             return
         deadline = time.monotonic() + wait
         while path.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         if path.exists():
-            self.console.print(f"queued {what}; nkod (PID {pid}) has not picked it up yet ({path.name})")
+            self.console.print(literal(f"queued {what}; nkod (PID {pid}) has not picked it up yet ({path.name})"))
         elif (path.parent / "rejected" / path.name).exists():
             reason_file = path.parent / "rejected" / f"{path.name}.reason.txt"
             reason = read_regular(reason_file, 1 << 20, follow_symlinks=False).decode(errors="replace").strip()
             raise CtlError(f"nkod rejected the request: {reason}")
         else:
-            self.console.print(f"done: {what} (nkod PID {pid})")
+            self.console.print(literal(f"done: {what} (nkod PID {pid})"))
 
     def _take_lock(self, what: str) -> lock.DataDirLock:
         """The daemon's own lock (the data directory's), so no nkod can start or append meanwhile."""
-        self.paths.root.mkdir(parents=True, exist_ok=True)
+        if not self.paths.root.is_dir():
+            raise CtlError(f"{what}: {self.paths.root}: no such data directory (use --data-dir)")
         try:
             return lock.acquire(self.paths.root)
         except LockHeldError as exc:

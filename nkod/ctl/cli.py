@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nkod.errors import RequestError
+from nkod.fsutil import permission_problem
 
 if TYPE_CHECKING:
     pass
 
-from nkod.ctl.base import EXIT_ERROR, EXIT_USAGE, CtlError, resolve_data_dir
+from nkod.ctl.base import EXIT_ERROR, EXIT_USAGE, CtlError, literal, resolve_data_dir
 from nkod.ctl.history import HistoryCommands
 from nkod.ctl.maintenance import MaintenanceCommands
 from nkod.ctl.queue import QueueCommands
@@ -24,50 +25,146 @@ class Ctl(StatusCommands, QueueCommands, HistoryCommands, MaintenanceCommands):
     """nkoctl's commands, one group per module of this package."""
 
 
+DATA_DIR_HELP = "data directory (default: $NKOD_DATA_DIR, $STATE_DIRECTORY, ./data if it exists, /var/lib/nkod)"
+
+
+def add_command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, *, help: str, description: str, example: str
+) -> argparse.ArgumentParser:
+    """A subcommand with its one-line help, a description and an example (its epilog); it takes --data-dir too,
+    so `nkoctl status --data-dir X` works as well as `nkoctl --data-dir X status`."""
+    p = sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog="example:\n  " + example.replace("\n", "\n  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # SUPPRESS: given after the subcommand it wins; not given, the one before the subcommand stands.
+    p.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, metavar="DIR", help=DATA_DIR_HELP)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nkoctl", description="See where nkod stands and steer it.")
-    p.add_argument("--data-dir", type=Path, help="data directory (default: $NKOD_DATA_DIR, ./data, /var/lib/nkod)")
+    from nkod import __version__
+
+    p = argparse.ArgumentParser(
+        prog="nkoctl",
+        description="See where nkod stands and steer it.",
+        epilog="example:\n  nkoctl status\n  nkoctl --data-dir /var/lib/nkod show xsUrdpKD5wM",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--data-dir", type=Path, metavar="DIR", help=DATA_DIR_HELP)
+    p.add_argument("--version", action="version", version=f"nkoctl {__version__}", help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    s = sub.add_parser("status", help="progress, failures, what runs now (works with or without the daemon)")
-    s.add_argument("--json", action="store_true", help="machine-readable")
+    s = add_command(
+        sub,
+        "status",
+        help="progress, failures, what runs now (works with or without the daemon)",
+        description="Progress, failures and what runs now, from the log (works whether nkod runs or not). "
+        "--watch refreshes until Ctrl+C (exit 130); piped or with --json it prints one JSON document per "
+        "refresh (JSON lines).",
+        example="nkoctl status\nnkoctl status --json | jq .failed\nnkoctl status --watch --interval 5",
+    )
+    s.add_argument("--json", action="store_true", help="machine-readable JSON (with --watch: one line per refresh)")
     s.add_argument("--watch", action="store_true", help="refresh live until Ctrl+C")
     s.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --watch")
-    r = sub.add_parser("retry", help="run failed videos again (no IDs: all failed)")
-    r.add_argument("ids", nargs="*", metavar="ID")
+    r = add_command(
+        sub,
+        "retry",
+        help="run failed videos again (no IDs: all failed)",
+        description="Ask nkod to run failed videos again (all of them when no ID is given). The request is a "
+        "file in requests/; a stopped nkod applies it when it starts.",
+        example="nkoctl retry\nnkoctl retry xsUrdpKD5wM abc123",
+    )
+    r.add_argument("ids", nargs="*", metavar="ID", help="video ids to retry (default: every failed video)")
     r.add_argument("--wait", type=float, default=5.0, help="seconds to wait for a running daemon to confirm")
-    pl = sub.add_parser("plan", help="what would run, in order, and what is skipped and why")
-    pl.add_argument("--json", action="store_true")
-    sh = sub.add_parser("show", help="one video's state and history")
-    sh.add_argument("id", metavar="ID")
-    lg = sub.add_parser("log", help="print events readably")
+    r.add_argument("--json", action="store_true", help="print what was queued and skipped as JSON")
+    pl = add_command(
+        sub,
+        "plan",
+        help="what would run, in order, and what is skipped and why",
+        description="What nkod would run next, in order, and what it skips or waits for, and why.",
+        example="nkoctl plan\nnkoctl plan --json",
+    )
+    pl.add_argument("--json", action="store_true", help="machine-readable JSON")
+    sh = add_command(
+        sub,
+        "show",
+        help="one video's state and history",
+        description="One video's state (attempts, error, counts, output) and every event about it.",
+        example="nkoctl show xsUrdpKD5wM\nnkoctl show --json xsUrdpKD5wM",
+    )
+    sh.add_argument("id", metavar="ID", help="the video id")
+    sh.add_argument("--json", action="store_true", help="the state and history as JSON")
+    lg = add_command(
+        sub,
+        "log",
+        help="print events readably",
+        description="Print the log's events, one line each (--json: the log's lines byte for byte). "
+        "-f follows new events until Ctrl+C (exit 130).",
+        example="nkoctl log -n 20\nnkoctl log -f --video xsUrdpKD5wM\n"
+        "nkoctl log --json | jq -c 'select(.type==\"video_failed\")'",
+    )
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
     lg.add_argument("-n", "--lines", type=int, help="only the last N events")
-    lg.add_argument("--json", action="store_true", help="raw JSON lines")
+    lg.add_argument("--json", action="store_true", help="the log's lines as they are (JSON lines, checksums kept)")
     lg.add_argument("--video", metavar="ID", help="only this video's events")
-    fs = sub.add_parser("fsck", help="check the log; explain damage; --repair fixes it (backup kept)")
-    fs.add_argument("--repair", action="store_true")
-    rs = sub.add_parser("reset", help="archive the log and outputs and start a fresh run (daemon stopped)")
+    fs = add_command(
+        sub,
+        "fsck",
+        help="check the log; explain damage; --repair fixes it (backup kept)",
+        description="Check events.jsonl line by line and explain any damage. --repair (nkod stopped) keeps every "
+        "good event, keeps a backup, and keeps the file's owner and mode.",
+        example="nkoctl fsck\nsudo systemctl stop nkod && sudo nkoctl fsck --repair",
+    )
+    fs.add_argument("--repair", action="store_true", help="repair the log (nkod must be stopped; a backup is kept)")
+    fs.add_argument("--json", action="store_true", help="the findings (and the repair) as JSON")
+    rs = add_command(
+        sub,
+        "reset",
+        help="archive the log and outputs and start a fresh run (daemon stopped)",
+        description="Move the log, snapshot, checkpoints and outputs into archive/STAMP, so the next nkod start "
+        "begins a fresh run. nkod must be stopped.",
+        example="nkoctl reset\nnkoctl reset --yes",
+    )
     rs.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    im = sub.add_parser("import-checkpoint", help="import the old run_extraction.py's checkpoint")
-    im.add_argument("file", type=Path)
-    im.add_argument("--wait", type=float, default=5.0)
-    rp = sub.add_parser(
+    im = add_command(
+        sub,
+        "import-checkpoint",
+        help="import the old run_extraction.py's checkpoint",
+        description="Import the old run_extraction.py's extraction_checkpoint.json: its completed videos are "
+        "not run again, its failed ones are recorded failed.",
+        example="nkoctl import-checkpoint old/extraction_checkpoint.json",
+    )
+    im.add_argument("file", type=Path, help="the extraction_checkpoint.json to import")
+    im.add_argument("--wait", type=float, default=5.0, help="seconds to wait for a running daemon to confirm")
+    rp = add_command(
+        sub,
         "report",
         help="write one self-contained HTML report with plots (needs nkod[report])",
         description="Write one self-contained HTML file (plots inlined, no network needed to open it): progress "
         "and rate, time per video, failures by reason, N'Ko detections and audio per video, dataset totals, "
         "the slowest and the failed videos.",
-        epilog="example: nkoctl report -o run.html",
+        example="nkoctl report -o run.html",
     )
     rp.add_argument("-o", "--output", type=Path, default=Path("report.html"), help="file to write ('-': stdout)")
-    cp = sub.add_parser(
+    cp = add_command(
+        sub,
         "completion",
         help="print the shell completion script for nkoctl",
         description="Print nkoctl's completion script for bash, zsh or fish (generated from the parser).",
-        epilog='example: eval "$(nkoctl completion bash)"   (or: nkoctl completion fish | source)',
+        example='eval "$(nkoctl completion bash)"   (or: nkoctl completion fish | source)',
     )
     cp.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
-    mt = sub.add_parser("metrics", help="Prometheus metrics from the log (for node_exporter's textfile collector)")
+    mt = add_command(
+        sub,
+        "metrics",
+        help="Prometheus metrics from the log (for node_exporter's textfile collector)",
+        description="Print the daemon's Prometheus metrics computed from the log, for when nkod is not running "
+        "(node_exporter's textfile collector).",
+        example="nkoctl metrics -o /var/lib/node_exporter/textfile_collector/nkod.prom",
+    )
     mt.add_argument("-o", "--output", type=Path, help="write this file atomically (e.g. DIR/nkod.prom), not stdout")
     return p
 
@@ -85,15 +182,15 @@ def main(argv: list[str] | None = None) -> int:
             case "status":
                 return ctl.status(args.json, args.watch, args.interval)
             case "retry":
-                return ctl.retry(args.ids, args.wait)
+                return ctl.retry(args.ids, args.wait, args.json)
             case "plan":
                 return ctl.plan(args.json)
             case "show":
-                return ctl.show(args.id)
+                return ctl.show(args.id, args.json)
             case "log":
                 return ctl.log(args.follow, args.lines, args.json, args.video)
             case "fsck":
-                return ctl.fsck(args.repair)
+                return ctl.fsck(args.repair, args.json)
             case "reset":
                 return ctl.reset(args.yes)
             case "import-checkpoint":
@@ -110,12 +207,12 @@ def main(argv: list[str] | None = None) -> int:
             case "metrics":
                 return ctl.metrics(args.output)
     except CtlError as exc:
-        ctl.console.print(f"[red]nkoctl:[/] {exc}", highlight=False)
+        ctl.console.print(f"[red]nkoctl:[/] {literal(exc)}", highlight=False)
         return exc.code
     except RequestError as exc:
-        ctl.console.print(f"[red]nkoctl:[/] {exc}", highlight=False)
+        ctl.console.print(f"[red]nkoctl:[/] {literal(exc)}", highlight=False)
         return EXIT_ERROR
-    except PermissionError as exc:
-        ctl.console.print(f"[red]nkoctl:[/] {exc} (are you in the nkod group?)", highlight=False)
+    except PermissionError as exc:  # which file, whose, which mode, and what to do: not a guess at the cause
+        ctl.console.print(f"[red]nkoctl:[/] {literal(permission_problem(exc))}", highlight=False)
         return EXIT_ERROR
     return EXIT_USAGE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -11,16 +12,31 @@ import orjson
 
 from nkod import eventlog
 from nkod.errors import LogError
+from nkod.fsutil import open_regular
 from nkod.manifest import id_problem
 
 if TYPE_CHECKING:
     pass
 
-from nkod.ctl.base import EXIT_LOG, EXIT_USAGE, CtlBase, CtlError
+from nkod.ctl.base import EXIT_INTERRUPTED, EXIT_LOG, EXIT_USAGE, CtlBase, CtlError
 
 
 class HistoryCommands(CtlBase):
-    def show(self, vid: str) -> int:
+    SHOW_FIELDS = (
+        "attempt",
+        "failures",
+        "starts",
+        "error",
+        "error_kind",
+        "not_before",
+        "retry_delay",
+        "started_at",
+        "completed_at",
+        "failed_at",
+        "imported",
+    )
+
+    def show(self, vid: str, as_json: bool = False) -> int:
         why = id_problem(vid)
         if why:
             raise CtlError(f"show: {why}", EXIT_USAGE)
@@ -28,72 +44,80 @@ class HistoryCommands(CtlBase):
         v = p.videos.get(vid)
         if v is None:
             raise CtlError(f"{vid}: not known in {self.paths.log}")
-        self.out.print(f"[bold]{vid}[/]: {v.status.value}", highlight=False)
-        for key in (
-            "attempt",
-            "failures",
-            "starts",
-            "error",
-            "error_kind",
-            "not_before",
-            "retry_delay",
-            "started_at",
-            "completed_at",
-            "failed_at",
-            "imported",
-        ):
+        from rich.markup import escape
+        from rich.text import Text
+
+        from nkod.render import INTERNAL_COUNTS, counts_text, event_line, value_text
+
+        out_dir = self.paths.output / vid
+        history = [
+            e for e in eventlog.scan(self.paths.log) if e.get("video_id") == vid or vid in (e.get("video_ids") or ())
+        ]
+        if as_json:
+            doc: dict[str, Any] = {"video_id": vid, "status": v.status.value}
+            doc |= {key: getattr(v, key) for key in self.SHOW_FIELDS}
+            doc["counts"] = {k: n for k, n in (v.counts or {}).items() if k not in INTERNAL_COUNTS}
+            doc["output"] = str(out_dir) if out_dir.is_dir() else None
+            doc["history"] = history
+            sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+            return 0
+        # Everything below comes from the log (error texts, URLs): printed literally, never as markup.
+        self.out.print(f"[bold]{escape(vid)}[/]: {v.status.value}", highlight=False)
+        for key in self.SHOW_FIELDS:
             value = getattr(v, key)
             if value not in (None, 0, False):
-                self.out.print(f"  {key}: {value}", highlight=False)
-        if v.counts:
-            self.out.print("  counts: " + ", ".join(f"{k}={val}" for k, val in v.counts.items()), highlight=False)
-        out_dir = self.paths.output / vid
+                self.out.print(Text(f"  {key}: {value_text(value)}"))
+        if v.counts and counts_text(v.counts):
+            self.out.print(Text(f"  counts: {counts_text(v.counts)}"))
         if out_dir.is_dir():
-            self.out.print(f"  output: {out_dir}", highlight=False)
+            self.out.print(Text(f"  output: {out_dir}"))
         self.out.print("history:")
-        from nkod.render import event_line
-
-        for e in eventlog.scan(self.paths.log):
-            if e.get("video_id") == vid or vid in (e.get("video_ids") or ()):
-                self.out.print("  " + event_line(e), highlight=False)
+        for e in history:
+            self.out.print(Text("  " + event_line(e)))
         return 0
 
     def log(self, follow: bool, lines: int | None, as_json: bool, vid: str | None) -> int:
         path = self.paths.log
+        if not self.paths.root.is_dir():
+            raise CtlError(f"{self.paths.root}: no such data directory (use --data-dir)")
         start = tail_offset(path, lines) if lines is not None else 0
         from nkod.render import event_line
 
-        def emit(e: dict[str, Any]) -> None:
-            if vid and e.get("video_id") != vid:
-                return
-            if as_json:
-                sys.stdout.write(orjson.dumps(e).decode() + "\n")
-            else:
-                sys.stdout.write(event_line(e) + "\n")
+        out = sys.stdout.buffer
 
-        result = eventlog.ScanResult()
+        def scan_from(offset: int, seq: int) -> tuple[int, int]:
+            result = eventlog.ScanResult()
+            # --json prints each line as it is in the log, byte for byte (checksum included): scan checks
+            # the lines and yields one event per line, in order, so the raw file is read line by line beside it.
+            with contextlib.ExitStack() as stack:
+                raw = stack.enter_context(open_regular(path)) if as_json and path.exists() else None
+                if raw is not None:
+                    raw.seek(offset)
+                for e in eventlog.scan(path, start_offset=offset, prev_seq=seq, result=result):
+                    line = raw.readline() if raw is not None else b""
+                    if vid and e.get("video_id") != vid:
+                        continue
+                    out.write(line if raw is not None else (event_line(e) + "\n").encode())
+            out.flush()
+            return result.end_offset, result.last_seq
+
         try:
-            for e in eventlog.scan(path, start_offset=start, result=result):
-                emit(e)
-            sys.stdout.flush()
-            offset, seq = result.end_offset, result.last_seq
+            offset, seq = scan_from(start, 0)
             while follow:
                 time.sleep(0.3)
                 size = path.stat().st_size if path.exists() else 0
                 if size < offset:  # reset or repair replaced the log
                     offset, seq = 0, 0
-                    sys.stdout.write("-- log replaced, reading from the start --\n")
+                    out.write(b"-- log replaced, reading from the start --\n")
                 if size == offset:
                     continue
-                result = eventlog.ScanResult()
-                for e in eventlog.scan(path, start_offset=offset, prev_seq=seq, result=result):
-                    emit(e)
-                sys.stdout.flush()
-                offset, seq = result.end_offset, result.last_seq
+                offset, seq = scan_from(offset, seq)
         except LogError as exc:
             raise CtlError(str(exc), EXIT_LOG) from exc
-        except (KeyboardInterrupt, BrokenPipeError):
+        except BrokenPipeError:
             pass
+        except KeyboardInterrupt:  # the usual exit status of a program stopped by Ctrl+C
+            return EXIT_INTERRUPTED
         return 0
 
 

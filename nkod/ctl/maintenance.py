@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,18 +22,22 @@ from nkod.state import Projector, Status, format_ts
 if TYPE_CHECKING:
     from rich.console import Console
 
-from nkod.ctl.base import EXIT_ERROR, EXIT_LOG, CtlBase, CtlError
+from nkod.ctl.base import EXIT_ERROR, EXIT_LOG, CtlBase, CtlError, literal
 
 
 class MaintenanceCommands(CtlBase):
-    def fsck(self, repair: bool) -> int:
-        return Fsck(self.paths, self.console).run(repair)
+    def fsck(self, repair: bool, as_json: bool = False) -> int:
+        fsck = Fsck(self.paths, self.console)
+        code = fsck.run(repair)
+        if as_json:  # the findings on stdout; the explanations stay on stderr
+            sys.stdout.write(orjson.dumps(fsck.doc | {"exit_code": code}, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return code
 
     def reset(self, yes: bool, confirm: Callable[[str], str] = input) -> int:
         held = self._take_lock("reset")
         try:
             if not self.paths.log.exists():
-                self.console.print(f"nothing to reset: {self.paths.log} does not exist")
+                self.console.print(f"nothing to reset: {self.paths.log} does not exist", markup=False)
                 return 0
             p = self.load()
             done = sum(1 for v in p.videos.values() if v.status is Status.COMPLETED)
@@ -41,13 +47,13 @@ class MaintenanceCommands(CtlBase):
                     f"a fresh run? Type 'reset' to confirm: "
                 )
                 if answer.strip() != "reset":
-                    self.console.print("not reset")
+                    self.console.print("not reset", markup=False)
                     return EXIT_ERROR
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             target = self.paths.archive / stamp
             try:
-                make_dir(self.paths.archive, owner_for(self.paths.root))
-                target.mkdir()
+                # run as root (sudo nkoctl reset), the archive is still the data dir owner's, as the rest
+                make_dir(target, owner_for(self.paths.root))
                 for item in (self.paths.log, self.paths.snapshot, self.paths.checkpoints):
                     if item.exists():
                         os.rename(item, target / item.name)
@@ -57,7 +63,7 @@ class MaintenanceCommands(CtlBase):
                 raise CtlError(
                     f"reset stopped: {exc.strerror or exc}: {exc.filename or ''}; what was moved is in {target}"
                 ) from exc
-            self.console.print(f"archived to {target}; the next nkod start begins a fresh run")
+            self.console.print(f"archived to {target}; the next nkod start begins a fresh run", markup=False)
             return 0
         finally:
             held.release()
@@ -79,7 +85,8 @@ class MaintenanceCommands(CtlBase):
                 os.rename(out / entry, inner / entry)
         self.console.print(
             f"{out} is a mount point (a separate file system), so it stays where it is: its contents were "
-            f"moved to {inner} on that file system, not to {target}. Delete them there when no longer needed."
+            f"moved to {inner} on that file system, not to {target}. Delete them there when no longer needed.",
+            markup=False,
         )
 
 
@@ -89,11 +96,13 @@ class Fsck:
     def __init__(self, paths: Paths, console: Console) -> None:
         self.paths = paths
         self.console = console
+        # What was found and done, for `fsck --json`.
+        self.doc: dict[str, Any] = {"path": str(paths.log), "exists": False, "ok": True, "repaired": False}
 
     def run(self, repair: bool) -> int:
         path = self.paths.log
         if not path.exists():
-            self.console.print(f"{path}: no log yet; nothing to check")
+            self.console.print(f"{path}: no log yet; nothing to check", markup=False)
             return 0
         # --repair takes the daemon's lock before reading, so no append can slip in between.
         held = CtlBase(self.paths.root, self.console)._take_lock("fsck --repair") if repair else None
@@ -105,26 +114,44 @@ class Fsck:
 
     def _check(self, path: Path, repair: bool) -> int:
         good, bad, gaps, torn_at, newer = self._classify(path)
+        self.doc |= {
+            "exists": True,
+            "ok": not (bad or gaps or newer) and torn_at is None,
+            "events": len(good),
+            "damaged": [{"line": n, "offset": off, "reason": reason} for n, off, reason, _raw in bad],
+            "gaps": [{"line": n, "offset": off, "reason": reason} for n, off, reason in gaps],
+            "torn_at": torn_at,
+            "newer_version": None if newer is None else {"line": newer[0], "version": newer[1]},
+        }
         if newer:
             line_no, version = newer
             self.console.print(
                 f"{path}: line {line_no} has format version {version}, this nkod reads up to"
                 f" {codec.FORMAT_VERSION}: it was written by a newer nkod. Upgrade nkod; nothing was changed.",
                 highlight=False,
+                markup=False,
             )
             return EXIT_LOG
         if not bad and not gaps and torn_at is None:
-            self.console.print(f"{path}: OK, {len(good)} events, seq 1..{len(good)}")
+            self.console.print(f"{path}: OK, {len(good)} events, seq 1..{len(good)}", markup=False)
             return 0
         for line_no, offset, reason, raw in bad:
-            self.console.print(f"{path}: line {line_no} (byte offset {offset}): {reason}", highlight=False)
-            self.console.print(f"    {raw[:200]!r}", highlight=False)
+            self.console.print(
+                f"{path}: line {line_no} (byte offset {offset}): {reason}", highlight=False, markup=False
+            )
+            self.console.print(f"    {raw[:200]!r}", highlight=False, markup=False)
         for line_no, offset, reason in gaps:
-            self.console.print(f"{path}: line {line_no} (byte offset {offset}): {reason}", highlight=False)
+            self.console.print(
+                f"{path}: line {line_no} (byte offset {offset}): {reason}", highlight=False, markup=False
+            )
         if torn_at is not None:
-            self.console.print(f"{path}: torn tail from byte {torn_at} (a write cut by a crash or power loss)")
+            self.console.print(
+                f"{path}: torn tail from byte {torn_at} (a write cut by a crash or power loss)", markup=False
+            )
         if not repair:
-            self.console.print("run `nkoctl fsck --repair` (with nkod stopped) to repair; a backup is kept")
+            self.console.print(
+                "run `nkoctl fsck --repair` (with nkod stopped) to repair; a backup is kept", markup=False
+            )
             return EXIT_LOG
         return self._repair(path, good, bad, gaps, torn_at)
 
@@ -204,7 +231,11 @@ class Fsck:
         backup = path.with_name(f"{path.name}.bak-{stamp}")
         import shutil  # only here: status, which imports this module too, should not pay for it
 
+        old = os.stat(path)  # the repaired log keeps its owner, group and mode: the service must still append
+        owner = owner_for(self.paths.root)
         shutil.copy2(path, backup)
+        if owner is not None:  # sudo nkoctl fsck --repair: the backup is the data dir owner's, like the rest
+            os.chown(backup, *owner)
         fsync_file(backup)
         fsync_dir(path.parent)  # the backup exists before the log is touched
         # Keep every good event in order, renumbered so seq is contiguous again, and say what was dropped.
@@ -234,30 +265,34 @@ class Fsck:
         )
         tmp = path.with_name(f".{path.name}.repair")
         with open(tmp, "wb") as f:
-            owner = owner_for(self.paths.root)
-            if owner is not None:  # sudo nkoctl fsck --repair: the service must still append to it
-                os.fchown(f.fileno(), *owner)
+            if os.geteuid() == 0 and (old.st_uid, old.st_gid) != (0, 0):
+                os.fchown(f.fileno(), old.st_uid, old.st_gid)
+            os.fchmod(f.fileno(), stat.S_IMODE(old.st_mode))
             for e in events:
                 f.write(codec.encode(e))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
+        self.doc |= {"repaired": True, "backup": str(backup), "restored": [e["video_id"] for e in restored]}
         self.paths.snapshot.unlink(missing_ok=True)  # offsets changed: rebuilt at the next start
         self.console.print(
             f"repaired {path}: kept {len(good)} events, dropped {len(bad)} damaged line(s)"
             + (", cut the torn tail" if torn_at is not None else "")
-            + f"; backup at {backup}"
+            + f"; backup at {backup}",
+            markup=False,
         )
         for e in restored:
             self.console.print(
                 f"restored the completion of {e['video_id']} from {e['restored_from']} (its line was dropped)",
                 highlight=False,
+                markup=False,
             )
         if bad:
             self.console.print(
                 "videos whose events were dropped may run again, except those with a committed output;"
-                " nothing completed is deleted"
+                " nothing completed is deleted",
+                markup=False,
             )
         return 0
 
@@ -269,7 +304,9 @@ class Fsck:
         try:
             projector.apply_all(events)
         except (KeyError, TypeError, ValueError) as exc:
-            self.console.print(f"[yellow]note:[/] cannot fold the repaired log ({exc!r}); no completion restored")
+            self.console.print(
+                f"[yellow]note:[/] cannot fold the repaired log ({literal(repr(exc))}); no completion restored"
+            )
             return []
         ts = events[-1]["ts"] if events else format_ts(datetime.now(UTC))
         restored: list[dict[str, Any]] = []
@@ -308,11 +345,11 @@ def committed_outputs(output: Path, console: Console) -> list[tuple[str, Path, d
         try:
             doc = orjson.loads(summary_path.read_bytes())
         except (OSError, orjson.JSONDecodeError) as exc:
-            console.print(f"[yellow]skipped[/] {summary_path}: unreadable ({exc})", highlight=False)
+            console.print(f"[yellow]skipped[/] {literal(summary_path)}: unreadable ({literal(exc)})", highlight=False)
             continue
         problem = _summary_problem(doc, folder.name)
         if problem:
-            console.print(f"[yellow]skipped[/] {summary_path}: {problem}", highlight=False)
+            console.print(f"[yellow]skipped[/] {literal(summary_path)}: {literal(problem)}", highlight=False)
             continue
         found.append((folder.name, summary_path, doc))
     return found

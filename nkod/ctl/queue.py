@@ -17,13 +17,13 @@ from nkod.state import Status
 if TYPE_CHECKING:
     pass
 
-from nkod.ctl.base import EXIT_ERROR, EXIT_USAGE, CtlBase, CtlError
+from nkod.ctl.base import EXIT_ERROR, EXIT_USAGE, CtlBase, CtlError, literal
 
 MAX_CHECKPOINT_BYTES = 1 << 30  # the old run's checkpoint: a bound on what a wrong file can cost
 
 
 class QueueCommands(CtlBase):
-    def retry(self, ids: list[str], wait: float) -> int:
+    def retry(self, ids: list[str], wait: float, as_json: bool = False) -> int:
         from nkod import decide, spool
 
         for vid in ids:
@@ -35,21 +35,31 @@ class QueueCommands(CtlBase):
         if ids and len(refused) == len(set(ids)):
             for vid in refused:
                 v = p.videos.get(vid)
-                self.console.print(f"{vid}: {'unknown video' if v is None else v.status.value}: nothing to retry")
+                self.console.print(
+                    f"{vid}: {'unknown video' if v is None else v.status.value}: nothing to retry", markup=False
+                )
             return EXIT_ERROR
         targets = [
             vid
             for vid in (ids or [v.video_id for v in p.videos.values() if v.status is Status.FAILED])
             if vid not in refused
         ]
+        skipped = [
+            {"id": vid, "status": "unknown video" if p.videos.get(vid) is None else p.videos[vid].status.value}
+            for vid in refused
+        ]
         if not targets:
             self.console.print("no failed videos to retry")
+            if as_json:
+                sys.stdout.write(orjson.dumps({"queued": [], "skipped": skipped, "request": None}).decode() + "\n")
             return 0
-        for vid in refused:
-            v = p.videos.get(vid)
-            self.console.print(f"[yellow]skipped[/] {vid}: {'unknown video' if v is None else v.status.value}")
+        for item in skipped:
+            self.console.print(f"[yellow]skipped[/] {literal(item['id'])}: {item['status']}")
         path = spool.submit(self.paths.requests, "retry", video_ids=ids or None)
         self._report_submission(path, f"retry of {len(targets)} video(s): {', '.join(targets[:10])}", wait)
+        if as_json:
+            doc = {"queued": targets, "skipped": skipped, "request": path.name, "applied": not path.exists()}
+            sys.stdout.write(orjson.dumps(doc).decode() + "\n")
         return 0
 
     def plan(self, as_json: bool) -> int:
@@ -74,8 +84,10 @@ class QueueCommands(CtlBase):
             sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
             return 0
         from rich.table import Table
+        from rich.text import Text
 
-        table = Table(title=f"Plan for {self.paths.root} ({sum(r.action == 'run' for r in rows)} to run)")
+        # Ids, reasons (error texts: "[youtube] ID: ...") and the path are shown literally, never as markup.
+        table = Table(title=Text(f"Plan for {self.paths.root} ({sum(r.action == 'run' for r in rows)} to run)"))
         table.add_column("#", justify="right")
         table.add_column("video")
         table.add_column("action")
@@ -85,10 +97,12 @@ class QueueCommands(CtlBase):
             if r.action == "run":
                 n += 1
             style = {"run": "green", "wait": "yellow", "skip": "dim"}[r.action]
-            table.add_row(str(n) if r.action == "run" else "", r.video_id, f"[{style}]{r.action}[/]", r.reason)
+            table.add_row(
+                str(n) if r.action == "run" else "", Text(r.video_id), Text(r.action, style=style), Text(r.reason)
+            )
         self.out.print(table)
         for problem in m.problems:
-            self.console.print(f"[yellow]skipped line[/] {problem}", highlight=False)
+            self.console.print(f"[yellow]skipped line[/] {literal(problem)}", highlight=False)
         return 0
 
     def import_checkpoint(self, file: Path, wait: float) -> int:

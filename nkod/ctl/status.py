@@ -19,7 +19,7 @@ from nkod.state import Projector
 if TYPE_CHECKING:
     pass
 
-from nkod.ctl.base import EXIT_LOG, CtlBase, CtlError
+from nkod.ctl.base import EXIT_INTERRUPTED, EXIT_LOG, CtlBase, CtlError, literal
 
 
 class StatusCommands(CtlBase):
@@ -38,21 +38,34 @@ class StatusCommands(CtlBase):
 
                 self.out.print(status_panel(doc))
             if damage is not None:
-                self.console.print(f"[red]nkoctl:[/] {damage}", highlight=False)
+                self.console.print(f"[red]nkoctl:[/] {literal(damage)}", highlight=False)
                 return EXIT_LOG
             return 0
+        follower = Follower(self.paths, self.load)
+        if as_json or not sys.stdout.isatty():
+            # Piped (or --json): one JSON document per refresh, one line each, flushed (JSON lines).
+            try:
+                doc = self.status_doc(follower.projector)
+                while True:
+                    sys.stdout.write(orjson.dumps(doc).decode() + "\n")
+                    sys.stdout.flush()
+                    time.sleep(interval)
+                    doc = self.status_doc(follower.refresh())
+            except KeyboardInterrupt:
+                return EXIT_INTERRUPTED
+            except BrokenPipeError:
+                return 0
         from rich.live import Live
 
         from nkod.render import status_panel
 
-        follower = Follower(self.paths, self.load)
         with Live(status_panel(self.status_doc(follower.projector)), console=self.out, auto_refresh=False) as live:
             try:
                 while True:
                     time.sleep(interval)
                     live.update(status_panel(self.status_doc(follower.refresh())), refresh=True)
             except KeyboardInterrupt:
-                pass
+                return EXIT_INTERRUPTED
         return 0
 
     def metrics(self, output: Path | None) -> int:
