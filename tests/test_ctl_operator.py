@@ -13,6 +13,7 @@ import signal
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -326,12 +327,43 @@ def test_nkoctl_requests_refuse_a_data_dir_that_does_not_exist(tmp_path: Path, a
 # -- status --watch piped, Ctrl+C --------------------------------------------------------------------------
 
 
+_pending: dict[int, bytes] = {}  # per process: what was read from its stdout past the last line returned
+
+
 def _line_within(proc: subprocess.Popen[bytes], seconds: float) -> bytes:
-    """The next line of `proc`'s stdout, failing the test if none comes within `seconds`."""
+    """The next line of `proc`'s stdout, failing the test if none comes within `seconds`. Read straight from
+    the pipe: a buffered reader could hold the next lines where select() cannot see them."""
     assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], seconds)
-    assert ready, f"no output within {seconds}s"
-    return proc.stdout.readline()
+    fd = proc.stdout.fileno()
+    got = _pending.pop(proc.pid, b"")
+    deadline = time.monotonic() + seconds
+    while b"\n" not in got:
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(0.0, left))
+        assert ready and left > 0, f"no output within {seconds}s"
+        chunk = os.read(fd, 65536)
+        assert chunk, "stdout closed"
+        got += chunk
+    line, _, rest = got.partition(b"\n")
+    _pending[proc.pid] = rest
+    return line + b"\n"
+
+
+def _output_until(proc: subprocess.Popen[bytes], wanted: bytes, seconds: float) -> bytes:
+    """`proc`'s stdout read straight from the pipe (no buffered reader: select would not see what it holds)
+    until `wanted` appears, failing the test if it does not within `seconds`."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    got = b""
+    deadline = time.monotonic() + seconds
+    while wanted not in got:
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(0.0, left))
+        assert ready and left > 0, f"no {wanted!r} within {seconds}s: {got[-500:]!r}"
+        chunk = os.read(fd, 65536)
+        assert chunk, f"stdout closed before {wanted!r}: {got[-500:]!r}"
+        got += chunk
+    return got
 
 
 @pytest.mark.parametrize("extra", [[], ["--json"]])
@@ -365,7 +397,7 @@ def test_log_follow_ctrl_c_exits_130(done: DataDir) -> None:
     )
     try:
         assert proc.stdout is not None
-        assert b"daemon_started" in _line_within(proc, 30) + _line_within(proc, 30)
+        assert b"daemon_started" in _output_until(proc, b"daemon_started", 30)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 130
     finally:
