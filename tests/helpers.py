@@ -5,12 +5,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +245,29 @@ def add_config_table(d: DataDir, name: str, values: Mapping[str, Any]) -> None:
         lines.append(f"{key} = {orjson.dumps(value).decode()}")
     with open(d.config, "a") as f:
         f.write("\n".join(lines) + "\n")
+
+
+@contextlib.contextmanager
+def service_data_dir(prefix: str) -> Iterator[tuple[DataDir, pwd.struct_passwd]]:
+    """A data dir like systemd's StateDirectory: owned by the unprivileged user `nobody`, mode 2770, under a
+    fresh /tmp dir that user can reach. Skips where the test cannot act as root and run nkod as `nobody`."""
+    import pytest  # only the tests that need a service dir pull pytest's skip in here
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as root and run nkod as another user")
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv (util-linux) to run nkod as another user")
+    try:
+        user = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody' to run nkod as")
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    base.chmod(0o755)  # pytest's tmp dirs are root-only; the service user must reach its data dir
+    try:
+        d = DataDir(base / "data")
+        d.config.chmod(0o644)
+        os.chown(d.root, user.pw_uid, user.pw_gid)
+        d.root.chmod(0o2770)
+        yield d, user
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

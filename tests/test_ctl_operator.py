@@ -12,7 +12,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +20,8 @@ import orjson
 import pytest
 
 from nkod.ctl.cli import build_parser
-from tests.helpers import REPO, DataDir, binary, env, wait_for
+from tests.helpers import REPO, DataDir, binary, env, service_data_dir, wait_for
 
-NOBODY = "nobody"
 # What yt-dlp's errors look like: rich would take "[youtube]" for a style and "[/path/x]" for a closing tag.
 MARKUP_ERROR = "[youtube] xsUrdpKD5wM: Video unavailable; see [/path/x] and [bold]this[/bold]"
 
@@ -33,27 +31,11 @@ MARKUP_ERROR = "[youtube] xsUrdpKD5wM: Video unavailable; see [/path/x] and [bol
 
 @pytest.fixture
 def service_dir() -> Iterator[tuple[DataDir, pwd.struct_passwd]]:
-    """A data dir like systemd's StateDirectory: owned by an unprivileged user, mode 2770."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to act as root and run nkod as another user")
-    if shutil.which("setpriv") is None:
-        pytest.skip("needs setpriv (util-linux) to run nkod as another user")
-    try:
-        user = pwd.getpwnam(NOBODY)
-    except KeyError:
-        pytest.skip(f"no user {NOBODY!r} to run nkod as")
-    base = Path(tempfile.mkdtemp(prefix="nkod-op-", dir="/tmp"))
-    base.chmod(0o755)  # pytest's tmp dirs are root-only; the service user must reach its data dir
-    try:
-        d = DataDir(base / "data")
-        d.config.chmod(0o644)
+    """A data dir like systemd's StateDirectory (owned by `nobody`, mode 2770) holding a two-line manifest."""
+    with service_data_dir("nkod-op-") as (d, user):
         d.manifest([{"video_id": "a"}, {"video_id": "b"}])
-        os.chown(d.root, user.pw_uid, user.pw_gid)
         os.chown(d.root / "videos.jsonl", user.pw_uid, user.pw_gid)
-        d.root.chmod(0o2770)
         yield d, user
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _as_user(user: pwd.struct_passwd, argv: list[str]) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,6 @@ import pwd
 import shutil
 import signal
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +18,9 @@ import orjson
 import pytest
 
 from nkod.fsutil import NotRegularFileError, read_regular
-from tests.helpers import DataDir, env, run_with_peak_rss, wait_for
+from tests.helpers import DataDir, env, run_with_peak_rss, service_data_dir, wait_for
 
 MiB = 1 << 20
-NOBODY = "nobody"
 
 
 def _out(d: DataDir) -> str:
@@ -260,23 +258,9 @@ def test_reset_with_output_as_a_mount_point_archives_and_says_so(output_mount: D
 
 @pytest.fixture
 def service_dir() -> Iterator[tuple[DataDir, pwd.struct_passwd]]:
-    """A data dir like systemd's StateDirectory: owned by an unprivileged user, mode 2770."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to act as root and run nkod as another user")
-    try:
-        user = pwd.getpwnam(NOBODY)
-    except KeyError:
-        pytest.skip(f"no user {NOBODY!r} to run nkod as")
-    base = Path(tempfile.mkdtemp(prefix="nkod-perm-", dir="/tmp"))
-    base.chmod(0o755)  # pytest's tmp dirs are root-only; the service user must reach its data dir
-    try:
-        d = DataDir(base / "data")
-        d.config.chmod(0o644)
-        os.chown(d.root, user.pw_uid, user.pw_gid)
-        d.root.chmod(0o2770)
-        yield d, user
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    """A data dir like systemd's StateDirectory: owned by `nobody`, mode 2770."""
+    with service_data_dir("nkod-perm-") as made:
+        yield made
 
 
 def _run_as(d: DataDir, user: pwd.struct_passwd) -> subprocess.CompletedProcess[str]:
