@@ -76,6 +76,10 @@ _FIELDS: dict[str, tuple[tuple[str, type], ...]] = {
     "video_interrupted": (("video_id", str),),
     "retry_requested": (("video_id", str),),
     "video_imported": (("video_id", str), ("status", str)),
+    "video_skipped": (("video_id", str),),
+    "video_unskipped": (("video_id", str),),
+    "video_prioritized": (("video_id", str),),
+    "video_redo_requested": (("video_id", str),),
 }
 
 

@@ -27,6 +27,7 @@ _VIDEO_FIELDS = (
     ("s", "status"), ("f", "failures"), ("n", "starts"), ("a", "attempt"), ("q", "started_seq"),
     ("sa", "started_at"), ("nb", "not_before"), ("e", "error"), ("ek", "error_kind"), ("fa", "failed_at"),
     ("ca", "completed_at"), ("c", "counts"), ("i", "imported"), ("rd", "retry_delay"),
+    ("sk", "skipped"), ("sr", "skip_reason"), ("pb", "priority_boost"), ("ro", "redo"), ("eh", "entry_hash"),
 )  # fmt: skip
 _DEFAULT = Video(video_id="")
 _ROW_FIELDS = tuple((short, name, getattr(_DEFAULT, name)) for short, name in _VIDEO_FIELDS)
@@ -68,6 +69,8 @@ def state_to_doc(state: State | Projector) -> dict[str, Any]:
         doc["redo"] = list(redo)
     if queue:
         doc["queue"] = list(queue)
+    if state.paused:  # (absent when not paused, and in snapshots older than steering)
+        doc["paused"] = True
     return doc
 
 
@@ -109,6 +112,7 @@ def state_from_doc(doc: dict[str, Any]) -> State:
         manifest_problems=tuple(doc["manifest_problems"]),
         redo_order=tuple(doc.get("redo", ())),
         queue_order=tuple(doc.get("queue", ())),
+        paused=doc.get("paused") is True,
     )
 
 

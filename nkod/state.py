@@ -49,6 +49,14 @@ class Video:
     counts: Mapping[str, float] | None = None
     imported: bool = False  # completed/failed by the old run_extraction.py (import-checkpoint)
     retry_delay: float | None = None  # the backoff `not_before` was scheduled with (seconds): bounds the wait
+    # Steering (nkoctl skip/prioritize/redo): a skipped video is never started; a boost (the seq of its
+    # video_prioritized) runs it before any other waiting video; redo: its committed output is replaced
+    # (archived) when this new run commits.
+    skipped: bool = False
+    skip_reason: str | None = None
+    priority_boost: int = 0
+    redo: bool = False
+    entry_hash: str | None = None  # fingerprint of the manifest entry its latest start used
 
 
 _VIDEO_FIELDS = tuple(f.name for f in fields(Video))
@@ -98,6 +106,7 @@ class State:
     # the order they run in; kept here so a state rebuilt from a snapshot runs them in the same order.
     redo_order: tuple[str, ...] = ()
     queue_order: tuple[str, ...] = ()
+    paused: bool = False  # nkoctl pause: no new video starts until nkoctl resume
 
 
 def format_ts(dt: datetime) -> str:
@@ -200,6 +209,7 @@ class Projector:
         # event would cost the replay's hot path.
         self.open_seconds = s.session.open_seconds
         self.manifest_problems = s.manifest_problems
+        self.paused = s.paused
         # Indexes so the daemon never scans every video per decision: interrupted videos (redone first)
         # and pending ones, each in the order they became runnable; and how many are in each status.
         self.redo: dict[str, None] = dict.fromkeys(
@@ -216,6 +226,10 @@ class Projector:
                 self.redo.setdefault(vid, None)
             elif v.status is Status.PENDING:
                 self.queue.setdefault(vid, None)
+        # Prioritized videos still waiting, in the order they were prioritized (see decide.next_runnable).
+        boosted = [v for v in s.videos.values() if v.priority_boost]
+        boosted.sort(key=lambda v: v.priority_boost)
+        self.boosted: dict[str, None] = dict.fromkeys(v.video_id for v in boosted)
 
     # -- reading ------------------------------------------------------------------------------
     @property
@@ -239,6 +253,7 @@ class Projector:
             manifest_problems=self.manifest_problems,
             redo_order=tuple(self.redo),
             queue_order=tuple(self.queue),
+            paused=self.paused,
         )
 
     # -- the fold -----------------------------------------------------------------------------
@@ -318,6 +333,11 @@ _VIDEO_EVENTS = frozenset(
         "video_interrupted",
         "retry_requested",
         "video_imported",
+        "video_skipped",
+        "video_unskipped",
+        "video_prioritized",
+        "video_redo_requested",
+        "video_cancel_requested",
     }
 )
 
@@ -369,8 +389,11 @@ def _mutate_video_started(p: Projector, e: Event) -> None:
             started_at=e["ts"],
             not_before=None,
             retry_delay=None,
+            priority_boost=0,  # a boost is spent by the start it asked for
+            entry_hash=_text(e.get("entry_hash")),
         )
     )
+    p.boosted.pop(v.video_id, None)
 
 
 def _mutate_video_completed(p: Projector, e: Event) -> None:
@@ -385,6 +408,7 @@ def _mutate_video_completed(p: Projector, e: Event) -> None:
             error_kind=None,
             not_before=None,
             retry_delay=None,
+            redo=False,
         )
     )
     p.completed_by_nkod += 1
@@ -477,6 +501,48 @@ def _mutate_video_imported(p: Projector, e: Event) -> None:
 def _mutate_manifest_checked(p: Projector, e: Event) -> None:
     problems = e.get("problems")
     p.manifest_problems = tuple(x for x in problems if _problem(x)) if isinstance(problems, list) else ()
+
+
+# -- steering (nkoctl pause/resume/skip/unskip/prioritize/redo/cancel; decided in nkod.steering) ----
+
+
+def _mutate_queue_paused(p: Projector, e: Event) -> None:
+    p.paused = True
+
+
+def _mutate_queue_resumed(p: Projector, e: Event) -> None:
+    p.paused = False
+
+
+def _mutate_video_skipped(p: Projector, e: Event) -> None:
+    v = p._video(e)
+    p._put(replace(v, skipped=True, skip_reason=_text(e.get("reason"))))
+
+
+def _mutate_video_unskipped(p: Projector, e: Event) -> None:
+    v = p.videos.get(e["video_id"])
+    if v is not None:
+        p._put(replace(v, skipped=False, skip_reason=None))
+
+
+def _mutate_video_prioritized(p: Projector, e: Event) -> None:
+    v = p.videos.get(e["video_id"])
+    if v is None or v.status in (Status.RUNNING, Status.COMPLETED):
+        return
+    p._put(replace(v, priority_boost=e["seq"]))
+    p.boosted.pop(v.video_id, None)
+    p.boosted[v.video_id] = None  # prioritized again: goes behind those prioritized since
+
+
+def _mutate_video_redo_requested(p: Projector, e: Event) -> None:
+    v = p.videos.get(e["video_id"])
+    if v is None or v.status is not Status.COMPLETED:
+        return
+    p._put(replace(v, status=Status.PENDING, redo=True, failures=0, not_before=None, retry_delay=None))
+
+
+def _mutate_video_cancel_requested(p: Projector, e: Event) -> None:
+    """The record of a cancel request; what it does comes as video_interrupted (and video_skipped)."""
 
 
 _MUTATORS = {name.removeprefix("_mutate_"): fn for name, fn in list(globals().items()) if name.startswith("_mutate_")}

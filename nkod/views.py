@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from nkod import steering
 from nkod.state import Projector, State, Status, try_parse_ts
 
 
@@ -93,13 +94,27 @@ def status_doc(
     daemon_pid: int | None,
     activity: dict[str, Any] | None = None,
     session_seconds: float | None = None,
+    available: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What ``nkoctl status --json`` prints. `activity` is the daemon's live progress, when known;
-    `session_seconds` its session's length now (see `live_session_seconds`)."""
+    `session_seconds` its session's length now (see `live_session_seconds`). `available`: the entries
+    videos may run from, when known: videos without one are *removed* (not counted, never started), and a
+    completed video whose entry changed is listed in `changed`. Skipped videos are not remaining either."""
     by: dict[Status, list[str]] = {s: [] for s in Status}
     failed: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    removed: list[str] = []
+    changed: list[str] = []
     waiting = 0
     for v in state.videos.values():
+        if available is not None and steering.is_removed(v, available):
+            removed.append(v.video_id)
+            continue
+        if v.skipped and v.status in (Status.PENDING, Status.INTERRUPTED):
+            skipped.append({"id": v.video_id, "reason": v.skip_reason or "", "status": v.status.value})
+            continue
+        if available is not None and steering.changed_since_completed(v, available):
+            changed.append(v.video_id)
         by[v.status].append(v.video_id)
         if v.status is Status.FAILED:
             failed.append(
@@ -117,9 +132,9 @@ def status_doc(
     running = daemon_pid is not None
     elapsed = elapsed_seconds(state, now, running, session_seconds if running else None)
     done = len(by[Status.COMPLETED])
-    total = len(state.videos)
+    total = len(state.videos) - len(removed)
     rate = state.completed_by_nkod / (elapsed / 3600) if elapsed > 0 and state.completed_by_nkod else 0.0
-    remaining = total - done - len(failed)
+    remaining = total - done - len(failed) - len(skipped)
     eta = remaining / rate * 3600 if rate > 0 else None
     t = state.totals
     # A processor reports nko_detection_off=1 for a video it processed with no detector configured.
@@ -149,6 +164,10 @@ def status_doc(
         "started_at": state.created_at,
         "last_event_at": state.last_ts,
         "manifest_problems": list(state.manifest_problems),
+        "paused": state.paused,
+        "skipped": skipped,
+        "removed": removed,
+        "changed_since_completed": changed,
     }
     if activity is not None:
         doc["activity"] = activity
