@@ -136,7 +136,7 @@ def run_order(
             seen.add(vid)
             yield vid
     for vid in projector.queue:
-        if vid in available and vid not in priorities and not videos[vid].skipped:
+        if vid in available and vid not in priorities and vid not in seen and not videos[vid].skipped:
             yield vid
     for vid in ranked:
         if priorities[vid] >= 0:

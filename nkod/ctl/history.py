@@ -41,6 +41,10 @@ class HistoryCommands(CtlBase):
             "completed_at",
             "failed_at",
             "imported",
+            "skipped",
+            "skip_reason",
+            "priority_boost",
+            "redo",
         ):
             value = getattr(v, key)
             if value not in (None, 0, False):

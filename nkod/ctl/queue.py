@@ -80,7 +80,6 @@ class QueueCommands(CtlBase):
             return 0
         from rich.table import Table
 
-
         table = Table(title=f"Plan for {self.paths.root} ({sum(r.action == 'run' for r in rows)} to run)")
         table.add_column("#", justify="right")
         table.add_column("video")
