@@ -1123,6 +1123,8 @@ class Daemon:
         if req.type in steering.REQUESTS:
             videos = steering.with_entries(self.projector.videos, self.available())
             drafts, refused_why = steering.request_drafts(videos, req.type, req.body, req.name)
+            if not drafts:  # none applies (the video finished meanwhile…): rejected, and nkoctl says why
+                raise ValueError(f"{req.type}: " + "; ".join(f"{vid}: {why}" for vid, why in refused_why))
             if refused_why:
                 drafts.append(
                     {

@@ -317,3 +317,24 @@ def test_steering_events_show_in_nkoctl_log_and_show(d: DataDir) -> None:
     assert "video_skipped" in log and "video_prioritized" in log, log
     show = d.ctl("show", "a").stdout
     assert "skip" in show and "later" in show, show
+
+
+def test_a_request_no_video_can_take_is_rejected_with_the_reason(d: DataDir) -> None:
+    """A steering request that applies to none of its videos by the time nkod reads it (here: a skip of a
+    video that completed meanwhile) is moved to requests/rejected/ with the reason and logged."""
+    from nkod import spool
+
+    d.manifest([{"video_id": "a"}])
+    proc = d.start()
+    try:
+        wait_for(lambda: d.completed_count() == {"a": 1}, what="a completed")
+        path = spool.submit(d.root / "requests", "skip", video_ids=["a"])
+        rejected = d.root / "requests" / "rejected" / path.name
+        wait_for(rejected.exists, what="the request rejected")
+        reason = (d.root / "requests" / "rejected" / f"{path.name}.reason.txt").read_text()
+        assert "a: completed" in reason, reason
+        assert any(e.get("file") == path.name for e in events_of(d, "request_rejected"))
+        assert not events_of(d, "video_skipped")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
