@@ -219,15 +219,17 @@ class Projector:
             vid for vid in s.queue_order if vid in s.videos and s.videos[vid].status is Status.PENDING
         )
         self.status_counts: dict[Status, int] = dict.fromkeys(Status, 0)
+        boosted: list[Video] = []
         for vid, v in s.videos.items():
             self.status_counts[v.status] += 1
+            if v.priority_boost:
+                boosted.append(v)
             # A state without the order (a snapshot older than it): what remains goes in video order.
             if v.status is Status.INTERRUPTED:
                 self.redo.setdefault(vid, None)
             elif v.status is Status.PENDING:
                 self.queue.setdefault(vid, None)
         # Prioritized videos still waiting, in the order they were prioritized (see decide.next_runnable).
-        boosted = [v for v in s.videos.values() if v.priority_boost]
         boosted.sort(key=lambda v: v.priority_boost)
         self.boosted: dict[str, None] = dict.fromkeys(v.video_id for v in boosted)
 

@@ -53,6 +53,7 @@ def test_pause_survives_kill_9_and_resume_runs_the_queue(d: DataDir) -> None:
         wait_for(lambda: len(events_of(d, "daemon_started")) == 2, what="restart")
         time.sleep(1.0)
         assert started_order(d) == [] and d.status()["paused"] is True
+        assert "PAUSED" in d.ctl("status").stdout
         r = d.ctl("resume", "--wait", "20")
         assert r.returncode == 0 and "done" in r.stderr, r.stderr
         wait_for(lambda: d.completed_count() == {"a": 1, "b": 1}, what="both completed")
