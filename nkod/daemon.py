@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from nkod import __version__, decide, eventlog, lock, manifest, snapshot, spool, views
+from nkod import __version__, decide, eventlog, lock, manifest, snapshot, spool, steering, views
 from nkod.config import Config, load_config
 from nkod.decide import Committed, Draft, Outcome, RetryPolicy
 from nkod.errors import ConfigError, LockHeldError, LogError, StorageError
@@ -230,6 +230,10 @@ class Daemon:
         self._state_lock = threading.Lock()  # held while the projector changes: metrics read it from their thread
         self._metrics: MetricsServer | None = None
         self.hooks = Hooks(lambda: self.config.hooks, self.paths.root, self.log, clock)
+
+    def available(self) -> Mapping[str, dict[str, Any]]:
+        """The entries videos may run from (video_id → entry), for scheduling and spawning."""
+        return self.manifest.entries
 
     # -- policy from config ---------------------------------------------------------------------
     @property
@@ -647,8 +651,11 @@ class Daemon:
 
     def _work_left(self) -> bool:
         """For --once: is anything still to run in this process (including videos in backoff)?"""
-        entries = self.manifest.entries
-        return any(vid in entries for vid in self.projector.redo) or any(vid in entries for vid in self.projector.queue)
+        if self.projector.paused:
+            return False
+        entries = self.available()
+        videos = self.projector.videos
+        return any(vid in entries and not videos[vid].skipped for vid in (*self.projector.redo, *self.projector.queue))
 
     # -- starting work ------------------------------------------------------------------------------
     def _start_jobs(self) -> None:
@@ -657,8 +664,14 @@ class Daemon:
             return
         # Running videos are in neither index, so what next_runnable returns is never already running.
         mono = self.clock()
+        entries = self.available()
         picks = decide.next_runnable(
-            self.projector, self.manifest.entries, self.now(), free, lambda v: self._retry_is_due(v, mono)
+            self.projector,
+            entries,
+            self.now(),
+            free,
+            lambda v: self._retry_is_due(v, mono),
+            steering.entry_priorities(entries),
         )
         if not picks:
             return
@@ -672,7 +685,12 @@ class Daemon:
                 workdir.unlink()
             workdir.mkdir()
         # Group commit: every start of this pass in one append, one fsync.
-        for event in self.append([decide.start_draft(self.projector.videos[vid]) for vid in picks]):
+        # Each start names the entry it ran from, so a later change to the line can be told (status, plan).
+        starts = [
+            {**decide.start_draft(self.projector.videos[vid]), "entry_hash": steering.entry_fingerprint(entries[vid])}
+            for vid in picks
+        ]
+        for event in self.append(starts):
             self._spawn(event["video_id"], event)
 
     def _retry_is_due(self, video: Video, mono: float) -> bool:
@@ -705,7 +723,7 @@ class Daemon:
         workdir = self.work / vid
         r, w = os.pipe()
         job_spec = {
-            "video": self.manifest.entries[vid],
+            "video": self.available()[vid],
             "workdir": str(workdir),
             "cache_dir": str(self.paths.cache),
             "processor": self.config.daemon.processor,
@@ -861,7 +879,7 @@ class Daemon:
             "counts": job.outcome.counts,
             "finished_at": format_ts(self.now()),
             "seconds": round(self.clock() - job.started, 3),
-            "video": self.manifest.entries.get(vid, {}),
+            "video": self.available().get(vid, {}),
         }
         target = self.paths.output / vid
         if job.workdir.is_symlink() or not job.workdir.is_dir():
@@ -878,7 +896,14 @@ class Daemon:
                     f"cannot write the summary into the work dir {job.workdir}: {describe_os_error(exc)}"
                 ) from exc
             self.failpoints.hit("before_output_rename")
-            if target.exists():
+            if target.exists() and self.projector.videos[vid].redo:
+                # nkoctl redo: the previous output is kept under archive/redo/ until now, the new one's commit.
+                kept = self.paths.archive / "redo" / f"{vid}-{format_ts(self.now()).replace(':', '')}"
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(target, kept)
+                fsync_dir(kept.parent)
+                self.log.info("output_archived", video_id=vid, path=str(kept), reason="redo")
+            elif target.exists():
                 # An output whose completion the log lacks (a crash, or a repair that dropped the line): it
                 # may be the only copy of finished work, so it is kept aside, never deleted.
                 kept = self.paths.archive / "replaced-outputs" / f"{vid}-{format_ts(self.now()).replace(':', '')}"
@@ -1016,6 +1041,10 @@ class Daemon:
         drafts: list[Draft] = []
         if new:
             drafts.append({"type": "videos_added", "video_ids": new})
+        if loaded.readable:
+            # Lines gone, back or changed: only a whole read can show those; an append only adds lines.
+            compared = self.projector.videos if self._manifest_reader.whole else added
+            drafts += steering.compare_drafts(self.projector.videos, self.available(), compared)
         problems = tuple(p.as_dict() for p in self.manifest.problems)
         if problems != tuple(self.projector.manifest_problems):
             drafts.append({"type": "manifest_checked", "path": str(path), "problems": list(problems)})
@@ -1050,10 +1079,23 @@ class Daemon:
                 except OSError as move_exc:
                     self._cannot_remove(path, move_exc)
                 continue
-            self.append(drafts)
+            self._act_on(self.append(drafts))
             self._remove_request(path)  # only now: its events are durable
         with contextlib.suppress(OSError):
             fsync_dir(self.paths.requests)
+
+    def _act_on(self, events: list[dict[str, Any]]) -> None:
+        """What a durable steering event asks of running workers: pause --now and cancel stop them (each
+        is then recorded interrupted, with the reason, when its worker is reaped)."""
+        for e in events:
+            if e["type"] == "queue_paused" and e.get("now") is True:
+                for job in self.jobs.values():
+                    if job.stop_reason is None:
+                        self._terminate(job, "paused (nkoctl pause --now)")
+            elif e["type"] == "video_cancel_requested":
+                cancelled = self.jobs.get(e["video_id"])
+                if cancelled is not None and cancelled.stop_reason is None:
+                    self._terminate(cancelled, "cancelled")
 
     def _already_handled(self, path: Path) -> bool:
         """Does the log already name this request file? Asked only where we cannot delete files in
@@ -1119,6 +1161,20 @@ class Daemon:
             return drafts
         if req.type == "import_checkpoint":
             return self._import_drafts(req)
+        if req.type in steering.REQUESTS:
+            videos = steering.with_entries(self.projector.videos, self.available())
+            drafts, refused_why = steering.request_drafts(videos, req.type, req.body, req.name)
+            if not drafts:  # none applies (the video finished meanwhile…): rejected, and nkoctl says why
+                raise ValueError(f"{req.type}: " + "; ".join(f"{vid}: {why}" for vid, why in refused_why))
+            if refused_why:
+                drafts.append(
+                    {
+                        "type": "request_rejected",
+                        "file": req.name,
+                        "error": f"not applied ({req.type}): " + "; ".join(f"{vid}: {why}" for vid, why in refused_why),
+                    }
+                )
+            return drafts
         raise ValueError(f"request type {req.type!r} is not handled by the daemon")
 
     def _import_drafts(self, req: spool.Request) -> list[Draft]:
@@ -1243,6 +1299,8 @@ class Daemon:
             vid, job = next(iter(self.jobs.items()))
             stage = job.progress.get("stage")
             text += f"; current: {vid}" + (f" ({stage})" if stage else "")
+        if self.projector.paused:
+            text = "paused (nkoctl resume): " + text
         if self.stopping:
             text = "stopping: " + text
         return text

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from nkod import steering
 from nkod.state import Projector, State, Status, Video, parse_ts, try_parse_ts
 from nkod.state import format_ts as iso
 
@@ -165,33 +166,39 @@ def retry_wait(video: Video, now: datetime, max_wait: float = math.inf) -> float
     return max(0.0, min(left, bound))
 
 
+def available_entries(state: State | Projector, manifest_entries: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The entries videos may run from (video_id → entry): today the manifest's lines."""
+    return manifest_entries
+
+
 def next_runnable(
     projector: Projector,
     available: Mapping[str, Any],
     now: datetime,
     limit: int,
     due: Callable[[Video], bool] | None = None,
+    priorities: Mapping[str, int] | None = None,
 ) -> list[str]:
-    """Up to `limit` ids to start now: interrupted first, then pending in the order they became runnable.
+    """Up to `limit` ids to start now, in `steering.run_order` (interrupted first, then prioritized, then
+    by entry priority, then in the order they became runnable); none while the queue is paused.
 
-    `available` holds the ids the manifest currently describes (a video must have a source to run).
+    `available` holds the entries videos may run from (a video must have a source to run); `priorities`
+    the non-zero entry priorities among them (`steering.entry_priorities`; computed here if not given).
     `due` says whether a video waiting out a backoff may start (default: its `not_before` passed at `now`;
     the daemon passes its own, which measures the wait on the monotonic clock, see `retry_wait`).
     Stops at `limit`: the cost is the videos looked at, not the videos known.
     """
     chosen: list[str] = []
-    if limit <= 0:
+    if limit <= 0 or projector.paused:
         return chosen
-    for vid in projector.redo:
-        if vid in available:
-            chosen.append(vid)
-            if len(chosen) >= limit:
-                return chosen
     if due is None:
         due = lambda video: is_due(video, now)  # noqa: E731
+    if priorities is None:
+        priorities = steering.entry_priorities(available)
     videos = projector.videos
-    for vid in projector.queue:
-        if vid in available and due(videos[vid]):
+    for vid in steering.run_order(projector, available, priorities):
+        v = videos[vid]
+        if v.status is Status.INTERRUPTED or due(v):
             chosen.append(vid)
             if len(chosen) >= limit:
                 break
@@ -206,39 +213,59 @@ class PlanRow:
     wait_seconds: float | None = None  # for a wait: the longest it can still last (see `retry_wait`)
 
 
-def plan(state: State, available: Iterable[str], now: datetime, max_wait: float = math.inf) -> list[PlanRow]:
-    """What the daemon would do with every video, in order (`nkoctl plan`, the seed's --dry-run)."""
-    in_manifest = set(available)
-    runs: list[PlanRow] = []
-    interrupted: list[PlanRow] = []
-    rest: list[PlanRow] = []
+def plan(
+    state: State, available: Iterable[str] | Mapping[str, Any], now: datetime, max_wait: float = math.inf
+) -> list[PlanRow]:
+    """What the daemon would do with every video, in order (`nkoctl plan`, the seed's --dry-run).
+
+    `available`: the entries videos may run from (ids alone will do: then no entry priorities)."""
+    entries: Mapping[str, Any] = available if isinstance(available, Mapping) else dict.fromkeys(available)
+    priorities = steering.entry_priorities(entries)
     indexed = Projector(state)
-    order = [*indexed.redo, *indexed.queue]
-    queued = set(order)
-    for vid in order:
+    runs: list[PlanRow] = []
+    waits: list[PlanRow] = []
+    rest: list[PlanRow] = []
+    placed: set[str] = set()
+    for vid in steering.run_order(indexed, entries, priorities):
+        placed.add(vid)
         v = state.videos[vid]
-        if vid not in in_manifest:
-            rest.append(PlanRow(vid, "skip", "not in the manifest (no source to process)"))
-        elif (wait := retry_wait(v, now, max_wait)) > 0:
+        if (wait := retry_wait(v, now, max_wait)) > 0 and v.status is Status.PENDING:
             left = (parse_ts(v.not_before or "") - now).total_seconds()
             until = v.not_before if left <= wait else iso(now + timedelta(seconds=wait))  # else: clock stepped back
-            rest.append(
+            waits.append(
                 PlanRow(vid, "wait", f"backoff after attempt {v.attempt} until {until}: {v.error}", round(wait, 3))
             )
-        elif v.status is Status.INTERRUPTED:
-            interrupted.append(PlanRow(vid, "run", "interrupted: redone first"))
-        else:
-            runs.append(PlanRow(vid, "run", "pending" if v.failures == 0 else f"retry after {v.failures} failure(s)"))
-    for vid, v in state.videos.items():
-        if vid in queued:
             continue
-        if v.status is Status.COMPLETED:
-            rest.append(PlanRow(vid, "skip", "completed" + (" (imported)" if v.imported else "")))
+        if v.status is Status.INTERRUPTED:
+            reason = "interrupted: redone first"
+        else:
+            reason = "pending" if v.failures == 0 else f"retry after {v.failures} failure(s)"
+            if v.priority_boost:
+                reason += ", prioritized (nkoctl prioritize)"
+            elif priorities.get(vid):
+                reason += f", priority {priorities[vid]}"
+        if v.redo:
+            reason += "; redo: the previous output is archived when this one is committed"
+        runs.append(PlanRow(vid, "run", reason))
+    for vid, v in state.videos.items():
+        if vid in placed:
+            continue
+        if v.status in (Status.PENDING, Status.INTERRUPTED):
+            if v.skipped:
+                why = f"skipped: {v.skip_reason}" if v.skip_reason else "skipped"
+                rest.append(PlanRow(vid, "skip", f"{why} (nkoctl unskip {vid})"))
+            else:
+                rest.append(PlanRow(vid, "skip", "removed: not in the manifest any more (runs if its line returns)"))
+        elif v.status is Status.COMPLETED:
+            reason = "completed" + (" (imported)" if v.imported else "")
+            if steering.changed_since_completed(v, entries):
+                reason += f"; changed since completed: nkoctl redo {vid}"
+            rest.append(PlanRow(vid, "skip", reason))
         elif v.status is Status.FAILED:
             rest.append(PlanRow(vid, "skip", f"failed: {v.error} (nkoctl retry {vid})"))
         elif v.status is Status.RUNNING:
             rest.append(PlanRow(vid, "skip", "running now"))
-    return interrupted + runs + rest
+    return runs + waits + rest
 
 
 def retry_drafts(

@@ -61,6 +61,9 @@ class Entries(Mapping[str, dict[str, Any]]):
     def __init__(self, base: str) -> None:
         self._raw: dict[str, bytes] = {}
         self._base = base
+        # The lines' non-zero `priority` keys (in file order), taken when the line is read: the run order
+        # needs them for every entry, and parsing a million lines again per change would cost seconds.
+        self.priorities: dict[str, int] = {}
 
     def __getitem__(self, vid: str) -> dict[str, Any]:
         obj: dict[str, Any] = orjson.loads(self._raw[vid])
@@ -77,11 +80,14 @@ class Entries(Mapping[str, dict[str, Any]]):
     def __len__(self) -> int:
         return len(self._raw)
 
-    def _add(self, vid: str, line: bytes) -> None:
+    def _add(self, vid: str, line: bytes, priority: int = 0) -> None:
         self._raw[vid] = line
+        if priority:
+            self.priorities[vid] = priority
 
     def _remove(self, vid: str) -> None:
         del self._raw[vid]
+        self.priorities.pop(vid, None)
 
 
 @dataclass
@@ -121,14 +127,16 @@ def _take(manifest: Manifest, number: int, line: bytes | None, length: int) -> s
     if isinstance(what, Problem):
         manifest.problems.append(what)
         return None
-    vid, raw = what
-    manifest.entries._add(vid, raw)
+    vid, raw, priority = what
+    manifest.entries._add(vid, raw, priority)
     manifest.lines[vid] = number
     return vid
 
 
-def _problem_of(manifest: Manifest, number: int, line: bytes | None, length: int) -> Problem | tuple[str, bytes] | None:
-    """What one line is: a Problem, an entry (id, line), or None (blank or a comment)."""
+def _problem_of(
+    manifest: Manifest, number: int, line: bytes | None, length: int
+) -> Problem | tuple[str, bytes, int] | None:
+    """What one line is: a Problem, an entry (id, line, priority), or None (blank or a comment)."""
     name = str(manifest.path)
     if line is None:
         return Problem(name, number, f"line is {length} bytes (at most {MAX_LINE_BYTES})")
@@ -157,10 +165,13 @@ def _problem_of(manifest: Manifest, number: int, line: bytes | None, length: int
         return Problem(name, number, f"{vid}: 'path' must be a non-empty string")
     if url is not None and (not isinstance(url, str) or not re.match(r"(?i)^https?://", url)):
         return Problem(name, number, f"{vid}: 'url' must be an http(s) URL")
+    priority = obj.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        return Problem(name, number, f"{vid}: 'priority' must be an integer (higher runs first), got {priority!r}")
     if vid in manifest.entries:
         first = manifest.lines[vid]
         return Problem(name, number, f"duplicate video_id {vid!r} (first on line {first})")
-    return vid, line
+    return vid, line, priority
 
 
 def parse(data: bytes | IO[bytes], path: Path) -> Manifest:
@@ -194,11 +205,13 @@ class Reader:
     """``videos.jsonl`` read again and again as it grows: each `read` parses only the bytes appended since
     the last (a line appended to a million-line manifest costs that line, plus one CRC pass over what was
     read before to be sure it was not rewritten); a file replaced, truncated or changed before the end is
-    read again whole. `read` always gives what `load` would; `added` is what the last read added."""
+    read again whole. `read` always gives what `load` would; `added` is what the last read added, and
+    `whole` says whether it read the file from the start (then lines may also have gone or changed)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.added: list[str] = []
+        self.whole = True
         self._reset(None)
 
     def _reset(self, identity: tuple[int, int] | None) -> None:
@@ -211,6 +224,7 @@ class Reader:
 
     def read(self) -> Manifest:
         self.added = []
+        self.whole = True
         try:  # refuses a FIFO or a device at once
             f = open_regular(self.path)
         except OSError:
@@ -220,7 +234,8 @@ class Reader:
         with f:
             st = os.fstat(f.fileno())
             identity = (st.st_dev, st.st_ino)
-            if identity != self._identity or st.st_size < self._pos or not self._same_prefix(f):
+            self.whole = identity != self._identity or st.st_size < self._pos or not self._same_prefix(f)
+            if self.whole:
                 self._reset(identity)
             self._undo_partial()
             f.seek(self._pos)

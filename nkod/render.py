@@ -108,6 +108,7 @@ def status_panel(doc: dict[str, Any]) -> RenderableType:
         grid.add_row("Currently:", Text(f"{', '.join(running)} (interrupted: redone at next start)", style="yellow"))
     if doc.get("manifest_problems"):
         grid.add_row("Manifest:", Text(f"{len(doc['manifest_problems'])} line(s) skipped", style="yellow"))
+    _steering_rows(grid, doc)
     parts: list[RenderableType] = [Panel(grid, title="Pipeline Status", border_style="blue", expand=False)]
     if doc["failed"]:
         lines = Text("Failed Videos:\n", style="bold")
@@ -117,6 +118,12 @@ def status_panel(doc: dict[str, Any]) -> RenderableType:
                 attempts = ""
             lines.append(f"  {i}. {f['id']} - {f['error']}" + (f" ({attempts})" if attempts else "") + "\n")
         lines.append("  Retry with: nkoctl retry [ID…]\n", style="dim")
+        parts.append(lines)
+    if doc.get("skipped"):
+        lines = Text("Skipped Videos:\n", style="bold")
+        for i, sk in enumerate(doc["skipped"][:50], 1):
+            lines.append(f"  {i}. {sk['id']}" + (f" - {sk['reason']}" if sk["reason"] else "") + "\n")
+        lines.append("  Undo with: nkoctl unskip ID…\n", style="dim")
         parts.append(lines)
     if doc.get("manifest_problems"):
         lines = Text("Manifest lines skipped:\n", style="bold")
@@ -143,6 +150,23 @@ def value_text(value: Any) -> str:
         return orjson.dumps(value).decode()
     except TypeError:
         return str(value)
+
+
+def _steering_rows(grid: Table, doc: dict[str, Any]) -> None:
+    """Paused, skipped, removed, changed, and requests not applied yet (nkoctl pause/skip/…)."""
+    if doc.get("paused"):
+        grid.add_row("Queue:", Text("PAUSED: no new video starts (nkoctl resume)", style="bold yellow"))
+    if doc.get("skipped"):
+        grid.add_row("Skipped:", f"{len(doc['skipped'])} (not counted as remaining)")
+    if doc.get("removed"):
+        shown = ", ".join(doc["removed"][:5]) + (" …" if len(doc["removed"]) > 5 else "")
+        grid.add_row("Removed:", Text(f"{len(doc['removed'])} no longer in the manifest: {shown}"))
+    for vid in doc.get("changed_since_completed", [])[:10]:
+        grid.add_row("Changed:", Text(f"{vid}: changed since completed: nkoctl redo {vid}"))
+    for req in doc.get("pending_requests", []):
+        ids = req.get("video_ids") or []
+        target = " " + ", ".join(ids[:5]) if ids else ""
+        grid.add_row("Request:", Text(f"{req['type']}{target}: {req['state']}", style="yellow"))
 
 
 def event_line(e: dict[str, Any]) -> str:

@@ -38,6 +38,8 @@ _VIDEO_FIELDS = (
     ("s", "status"), ("f", "failures"), ("n", "starts"), ("a", "attempt"), ("q", "started_seq"),
     ("sa", "started_at"), ("nb", "not_before"), ("e", "error"), ("ek", "error_kind"), ("fa", "failed_at"),
     ("ca", "completed_at"), ("c", "counts"), ("i", "imported"), ("rd", "retry_delay"),
+    ("sk", "skipped"), ("sr", "skip_reason"), ("pb", "priority_boost"), ("ro", "redo"), ("eh", "entry_hash"),
+    ("rm", "removed"), ("ec", "entry_changed"),
 )  # fmt: skip
 _DEFAULT = Video(video_id="")
 _ROW_FIELDS = tuple((short, name, getattr(_DEFAULT, name)) for short, name in _VIDEO_FIELDS)
@@ -79,6 +81,8 @@ def state_to_doc(state: State | Projector) -> dict[str, Any]:
         doc["redo"] = list(redo)
     if queue:
         doc["queue"] = list(queue)
+    if state.paused:  # (absent when not paused, and in snapshots older than steering)
+        doc["paused"] = True
     return doc
 
 
@@ -120,6 +124,7 @@ def state_from_doc(doc: dict[str, Any]) -> State:
         manifest_problems=tuple(doc["manifest_problems"]),
         redo_order=tuple(doc.get("redo", ())),
         queue_order=tuple(doc.get("queue", ())),
+        paused=doc.get("paused") is True,
     )
 
 
@@ -351,6 +356,11 @@ def _named_videos(events: list[dict[str, Any]]) -> dict[str, None] | None:
             if type(ids) is not list or any(type(x) is not str for x in ids):
                 return None
             named.update(dict.fromkeys(ids))
+        if e.get("type") == "manifest_compared":  # its lists of ids (the fold skips what is not an id)
+            for key in ("removed", "restored", "changed", "unchanged"):
+                listed = e.get(key)
+                if type(listed) is list:
+                    named.update(dict.fromkeys(x for x in listed if type(x) is str))
     return named
 
 

@@ -20,8 +20,10 @@ import orjson
 from nkod.errors import RequestError
 from nkod.fsutil import NotRegularFileError, atomic_write, make_dir, owner_for, read_regular
 from nkod.manifest import id_problem
+from nkod.steering import ID_REQUESTS
+from nkod.steering import REQUESTS as STEERING
 
-REQUEST_TYPES = ("retry", "import_checkpoint", "reset")
+REQUEST_TYPES = ("retry", "import_checkpoint", "reset", *STEERING)
 MAX_REQUEST_BYTES = 64 << 20
 
 
@@ -108,6 +110,12 @@ def parse(path: Path) -> Request:
             why = id_problem(f.get("id"))
             if why:
                 raise RequestError(f"{path}: 'failed': {why}")
+    elif kind in ID_REQUESTS:
+        body["video_ids"] = _id_list(path, body.get("video_ids"), "video_ids")
+        if not body["video_ids"]:
+            raise RequestError(f"{path}: 'video_ids' is empty")
+        if not isinstance(body.get("reason"), str | None):
+            raise RequestError(f"{path}: 'reason' must be a string")
     return Request(path=path, type=kind, body=body)
 
 

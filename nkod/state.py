@@ -55,6 +55,18 @@ class Video:
     counts: Mapping[str, float] | None = None
     imported: bool = False  # completed/failed by the old run_extraction.py (import-checkpoint)
     retry_delay: float | None = None  # the backoff `not_before` was scheduled with (seconds): bounds the wait
+    # Steering (nkoctl skip/prioritize/redo): a skipped video is never started; a boost (the seq of its
+    # video_prioritized) runs it before any other waiting video; redo: its committed output is replaced
+    # (archived) when this new run commits.
+    skipped: bool = False
+    skip_reason: str | None = None
+    priority_boost: int = 0
+    redo: bool = False
+    entry_hash: str | None = None  # fingerprint of the entry its latest start ran from
+    # As the daemon last compared the log with the entries (manifest_compared): no entry any more (not
+    # started, not counted); completed from an entry that has changed since (`nkoctl redo` applies it).
+    removed: bool = False
+    entry_changed: bool = False
 
 
 _VIDEO_FIELDS = tuple(f.name for f in fields(Video))
@@ -96,6 +108,13 @@ class _Draft:
     counts: Mapping[str, float] | None
     imported: bool
     retry_delay: float | None
+    skipped: bool
+    skip_reason: str | None
+    priority_boost: int
+    redo: bool
+    entry_hash: str | None
+    removed: bool
+    entry_changed: bool
 
 
 def _draft(v: Video) -> _Draft:
@@ -140,6 +159,7 @@ class State:
     # the order they run in; kept here so a state rebuilt from a snapshot runs them in the same order.
     redo_order: tuple[str, ...] = ()
     queue_order: tuple[str, ...] = ()
+    paused: bool = False  # nkoctl pause: no new video starts until nkoctl resume
 
 
 def format_ts(dt: datetime) -> str:
@@ -242,6 +262,7 @@ class Projector:
         # event would cost the replay's hot path.
         self.open_seconds = s.session.open_seconds
         self.manifest_problems = s.manifest_problems
+        self.paused = s.paused
         self._drafts: dict[str, _Draft] = {}  # the videos the running apply_all call changes, in place
         # Indexes so the daemon never scans every video per decision: interrupted videos (redone first)
         # and pending ones, each in the order they became runnable; and how many are in each status.
@@ -252,13 +273,19 @@ class Projector:
             vid for vid in s.queue_order if vid in s.videos and s.videos[vid].status is Status.PENDING
         )
         self.status_counts: dict[Status, int] = dict.fromkeys(Status, 0)
+        boosted: list[Video] = []
         for vid, v in s.videos.items():
             self.status_counts[v.status] += 1
+            if v.priority_boost:
+                boosted.append(v)
             # A state without the order (a snapshot older than it): what remains goes in video order.
             if v.status is Status.INTERRUPTED:
                 self.redo.setdefault(vid, None)
             elif v.status is Status.PENDING:
                 self.queue.setdefault(vid, None)
+        # Prioritized videos still waiting, in the order they were prioritized (see steering.run_order).
+        boosted.sort(key=lambda v: v.priority_boost)
+        self.boosted: dict[str, None] = dict.fromkeys(v.video_id for v in boosted)
 
     # -- reading ------------------------------------------------------------------------------
     @property
@@ -282,6 +309,7 @@ class Projector:
             manifest_problems=self.manifest_problems,
             redo_order=tuple(self.redo),
             queue_order=tuple(self.queue),
+            paused=self.paused,
         )
 
     # -- the fold -----------------------------------------------------------------------------
@@ -428,6 +456,9 @@ def _mutate_video_started(p: Projector, e: Event) -> None:
     v.started_at = ts
     v.not_before = None
     v.retry_delay = None
+    v.priority_boost = 0  # a boost is spent by the start it asked for
+    v.entry_hash = _text(e.get("entry_hash"))
+    p.boosted.pop(vid, None)
     p._settle(v, old, old_counts)
 
 
@@ -444,6 +475,8 @@ def _mutate_video_completed(p: Projector, e: Event) -> None:
     v.error_kind = None
     v.not_before = None
     v.retry_delay = None
+    v.redo = False
+    v.entry_changed = False  # completed from the entry it has now
     p._settle(v, old, old_counts)
     p.completed_by_nkod += 1
 
@@ -546,6 +579,87 @@ def _mutate_video_imported(p: Projector, e: Event) -> None:
 def _mutate_manifest_checked(p: Projector, e: Event) -> None:
     problems = e.get("problems")
     p.manifest_problems = tuple(x for x in problems if _problem(x)) if isinstance(problems, list) else ()
+
+
+# -- steering (nkoctl pause/resume/skip/unskip/prioritize/redo/cancel; decided in nkod.steering) ----
+
+
+def _mutate_queue_paused(p: Projector, e: Event) -> None:
+    p.paused = True
+
+
+def _mutate_queue_resumed(p: Projector, e: Event) -> None:
+    p.paused = False
+
+
+def _mutate_video_skipped(p: Projector, e: Event) -> None:
+    vid = _vid(e)
+    if vid is None:
+        return
+    reason = _text(e.get("reason"))
+    v, old, old_counts = p._edit(vid)
+    v.skipped = True
+    v.skip_reason = reason
+    p._settle(v, old, old_counts)
+
+
+def _mutate_video_unskipped(p: Projector, e: Event) -> None:
+    vid = _vid(e)
+    if vid is None or p._current(vid) is None:
+        return
+    v, old, old_counts = p._edit(vid)
+    v.skipped = False
+    v.skip_reason = None
+    p._settle(v, old, old_counts)
+
+
+def _mutate_video_prioritized(p: Projector, e: Event) -> None:
+    vid = _vid(e)
+    current = p._current(vid) if vid is not None else None
+    if vid is None or current is None or current.status in (Status.RUNNING, Status.COMPLETED):
+        return
+    v, old, old_counts = p._edit(vid)
+    v.priority_boost = e["seq"]
+    p._settle(v, old, old_counts)
+    p.boosted.pop(vid, None)
+    p.boosted[vid] = None  # prioritized again: goes behind those prioritized since
+
+
+def _mutate_video_redo_requested(p: Projector, e: Event) -> None:
+    vid = _vid(e)
+    current = p._current(vid) if vid is not None else None
+    if vid is None or current is None or current.status is not Status.COMPLETED:
+        return
+    v, old, old_counts = p._edit(vid)
+    v.status = Status.PENDING
+    v.redo = True
+    v.failures = 0
+    v.not_before = None
+    v.retry_delay = None
+    p._settle(v, old, old_counts)
+
+
+def _mutate_video_cancel_requested(p: Projector, e: Event) -> None:
+    """The record of a cancel request; what it does comes as video_interrupted (and video_skipped)."""
+
+
+def _mutate_manifest_compared(p: Projector, e: Event) -> None:
+    """The daemon compared the videos with the entries they may run from: ids whose entry went away
+    (`removed`) or came back (`restored`), completed ones whose entry changed (`changed`) or changed back
+    (`unchanged`). Ids the log does not know are ignored."""
+    for key, field_name, value in (
+        ("removed", "removed", True),
+        ("restored", "removed", False),
+        ("changed", "entry_changed", True),
+        ("unchanged", "entry_changed", False),
+    ):
+        ids = e.get(key)
+        for vid in ids if isinstance(ids, list) else ():
+            if not isinstance(vid, str) or p._current(vid) is None:
+                continue
+            v, old, old_counts = p._edit(vid)
+            setattr(v, field_name, value)
+            p._settle(v, old, old_counts)
 
 
 _MUTATORS = {name.removeprefix("_mutate_"): fn for name, fn in list(globals().items()) if name.startswith("_mutate_")}

@@ -112,14 +112,41 @@ def summary(videos: Iterable[Video]) -> dict[str, Any]:
         "interrupted": [],
         "failed": [],
         "waiting": 0,
+        "skipped": [],
+        "removed": [],
+        "changed": [],
     }
     for v in videos:
         _add(out, v)
     return out
 
 
+def _apart(v: Video) -> str | None:
+    """Where status lists `v` apart from the counts: "removed" (its entry went away: never started, not
+    counted), "skipped" (nkoctl skip: never started, not remaining); None: counted by its status."""
+    if v.removed and v.status is not Status.COMPLETED and v.status is not Status.RUNNING:
+        return "removed"
+    if v.skipped and (v.status is Status.PENDING or v.status is Status.INTERRUPTED):
+        return "skipped"
+    return None
+
+
+def skipped_entry(v: Video) -> dict[str, Any]:
+    """A skipped video as ``status --json`` lists it."""
+    return {"id": v.video_id, "reason": v.skip_reason or "", "status": v.status.value}
+
+
 def _add(out: dict[str, Any], v: Video) -> None:
+    apart = _apart(v)
+    if apart == "removed":
+        out["removed"].append(v.video_id)
+        return
+    if apart == "skipped":
+        out["skipped"].append(skipped_entry(v))
+        return
     status = v.status
+    if status is Status.COMPLETED and v.entry_changed:
+        out["changed"].append(v.video_id)
     out["counts"][status.value] += 1
     if status is Status.RUNNING:
         out["running"].append(v.video_id)
@@ -141,6 +168,8 @@ def summary_after(
     ids, and new ones). `position` orders ids as the full state does. Equals ``summary`` of the new state."""
     out: dict[str, Any] = {"counts": dict(base["counts"]), "waiting": base["waiting"]}
     for v in before.values():
+        if _apart(v) is not None:  # not in the counts
+            continue
         out["counts"][v.status.value] -= 1
         if v.status is Status.PENDING and v.not_before is not None:
             out["waiting"] -= 1
@@ -148,12 +177,17 @@ def summary_after(
     out["running"] = [vid for vid in base["running"] if vid not in changed]
     out["interrupted"] = [vid for vid in base["interrupted"] if vid not in changed]
     out["failed"] = [f for f in base["failed"] if f["id"] not in changed]
+    # (a summary from before steering has none of these: none of its videos were skipped or removed)
+    out["skipped"] = [f for f in base.get("skipped", ()) if f["id"] not in changed]
+    out["removed"] = [vid for vid in base.get("removed", ()) if vid not in changed]
+    out["changed"] = [vid for vid in base.get("changed", ()) if vid not in changed]
     for v in after.values():
         _add(out, v)
     if changed:
-        out["running"].sort(key=position)
-        out["interrupted"].sort(key=position)
+        for key in ("running", "interrupted", "removed", "changed"):
+            out[key].sort(key=position)
         out["failed"].sort(key=lambda f: position(f["id"]))
+        out["skipped"].sort(key=lambda f: position(f["id"]))
     return out
 
 
@@ -174,9 +208,10 @@ def status_doc(
     running = daemon_pid is not None
     elapsed = elapsed_seconds(state, now, running, session_seconds if running else None)
     done = counts[Status.COMPLETED.value]
-    total = sum(counts.values())
+    skipped = list(v.get("skipped", ()))
+    total = sum(counts.values()) + len(skipped)  # removed videos leave the totals; skipped ones stay, not remaining
     rate = state.completed_by_nkod / (elapsed / 3600) if elapsed > 0 and state.completed_by_nkod else 0.0
-    remaining = total - done - len(failed)
+    remaining = total - done - len(failed) - len(skipped)
     eta = remaining / rate * 3600 if rate > 0 else None
     t = state.totals
     # A processor reports nko_detection_off=1 for a video it processed with no detector configured.
@@ -212,6 +247,11 @@ def status_doc(
         "started_at": state.created_at,
         "last_event_at": state.last_ts,
         "manifest_problems": list(state.manifest_problems),
+        "paused": state.paused,
+        "skipped": skipped,
+        "removed": list(v.get("removed", ())),
+        "changed_since_completed": list(v.get("changed", ())),
+        "pending_requests": [],  # nkoctl fills it from requests/ (see CtlBase.with_queued_requests)
     }
     if activity is not None:
         doc["activity"] = activity

@@ -59,6 +59,37 @@ _draft = st.one_of(
     ),
     st.just({"type": "request_rejected", "file": "f", "error": "bad"}),
     st.just({"type": "some_future_type", "payload": 1}),
+    # steering (nkod.steering): pause/resume, skip/unskip, prioritize, redo, cancel, and the entry a start used
+    st.builds(lambda now: {"type": "queue_paused", "now": now}, st.booleans()),
+    st.just({"type": "queue_resumed"}),
+    st.builds(
+        lambda v, r: {"type": "video_skipped", "video_id": v, "reason": r},
+        st.sampled_from(IDS),
+        st.sampled_from(["no text", "cancelled", None]),
+    ),
+    st.builds(lambda v: {"type": "video_unskipped", "video_id": v}, st.sampled_from(IDS)),
+    st.builds(lambda v: {"type": "video_prioritized", "video_id": v}, st.sampled_from(IDS)),
+    st.builds(lambda v: {"type": "video_redo_requested", "video_id": v}, st.sampled_from(IDS)),
+    st.builds(
+        lambda v, q: {"type": "video_cancel_requested", "video_id": v, "requeue": q},
+        st.sampled_from(IDS),
+        st.booleans(),
+    ),
+    st.builds(
+        lambda r, c: {"type": "manifest_compared", "removed": r, "restored": [], "changed": c, "unchanged": []},
+        st.lists(st.sampled_from(IDS), max_size=3),
+        st.lists(st.sampled_from(IDS), max_size=2),
+    ),
+    st.builds(
+        lambda r, c: {"type": "manifest_compared", "restored": r, "unchanged": c},
+        st.lists(st.sampled_from(IDS), max_size=3),
+        st.lists(st.sampled_from(IDS), max_size=2),
+    ),
+    st.builds(
+        lambda v, h: {"type": "video_started", "video_id": v, "attempt": 1, "entry_hash": h},
+        st.sampled_from(IDS),
+        st.sampled_from(["0123456789abcdef", "fedcba9876543210"]),
+    ),
 )
 
 
@@ -73,3 +104,14 @@ def stamp(drafts: list[dict[str, Any]], gaps: list[int] | None = None) -> list[d
 
 
 events = st.lists(_draft, max_size=60).map(lambda ds: stamp([{"type": "log_created", "log_id": "x"}, *ds]))
+
+# Logs where every video is known from the start and steering events are frequent (the run order's tests).
+_steering_draft = st.one_of(
+    _draft,
+    st.builds(lambda v: {"type": "video_prioritized", "video_id": v}, st.sampled_from(IDS)),
+    st.builds(lambda v: {"type": "video_skipped", "video_id": v, "reason": "r"}, st.sampled_from(IDS)),
+    st.builds(lambda v: {"type": "video_unskipped", "video_id": v}, st.sampled_from(IDS)),
+)
+steering_events = st.lists(_steering_draft, min_size=5, max_size=60).map(
+    lambda ds: stamp([{"type": "log_created", "log_id": "x"}, {"type": "videos_added", "video_ids": IDS}, *ds])
+)

@@ -169,9 +169,66 @@ class CtlBase:
         pid = self.daemon_pid()
         activity = self.activity() if pid else None
         session = views.live_session_seconds(activity, pid, time.monotonic())
-        doc = views.status_doc(p, datetime.now(UTC), pid, activity, session, summary)
+        from nkod import spool
+
+        if not spool.pending(self.paths.requests):
+            doc = views.status_doc(p, datetime.now(UTC), pid, activity, session, summary)
+        else:  # shown as they will be once applied: then status needs every video, not the summary
+            if summary is not None:
+                p = self.load()
+            available = self.available_entries(p)
+            shown, queued = self.with_queued_requests(p, available, pid)
+            doc = views.status_doc(shown, datetime.now(UTC), pid, activity, session)
+            doc["seq"] = p.seq  # the log's, not the preview's
+            doc["pending_requests"] = queued
         doc["log_damaged"] = log_damaged
         return doc
+
+    def available_entries(self, p: Projector) -> dict[str, Any] | None:
+        """The entries videos may run from, as the daemon sees them; None when the manifest cannot be read
+        (then nothing is called removed)."""
+        from nkod import decide
+        from nkod.manifest import load as load_manifest
+
+        m = load_manifest(self.paths.root / "videos.jsonl")
+        if not m.readable or not (self.paths.root / "videos.jsonl").is_file():
+            return None
+        return dict(decide.available_entries(p, m.entries))
+
+    def with_queued_requests(
+        self, p: Projector, available: dict[str, Any] | None, pid: int | None
+    ) -> tuple[Projector, list[dict[str, Any]]]:
+        """The state as it will be once the request files waiting in requests/ are applied (steering and
+        retry requests), and a description of each: nkoctl status and plan show both."""
+        from nkod import decide, spool, steering
+        from nkod.errors import RequestError
+
+        paths = spool.pending(self.paths.requests)
+        if not paths:
+            return p, []
+        state = "pending (nkod has not applied it yet)" if pid else "queued (daemon not running)"
+        shown = steering.preview(p, [], p.last_ts or "1970-01-01T00:00:00.000000Z")
+        listed: list[dict[str, Any]] = []
+        for path in paths:
+            try:
+                req = spool.parse(path)
+            except (RequestError, OSError) as exc:
+                listed.append({"file": path.name, "type": None, "state": "invalid: " + str(exc)})
+                continue
+            item: dict[str, Any] = {"file": path.name, "type": req.type, "state": state}
+            if isinstance(req.body.get("video_ids"), list):
+                item["video_ids"] = req.body["video_ids"]
+            if req.type in steering.REQUESTS:
+                videos = steering.with_entries(shown.videos, available or {})
+                drafts, _refused = steering.request_drafts(videos, req.type, req.body, req.name)
+            elif req.type == "retry":
+                drafts, _ids = decide.retry_drafts(shown, req.body.get("video_ids"), req.name)
+            else:
+                drafts = []
+            if drafts:
+                shown = steering.preview(shown, drafts, shown.last_ts or "1970-01-01T00:00:00.000000Z")
+            listed.append(item)
+        return shown, listed
 
     def _report_submission(self, path: Path, what: str, wait: float) -> None:
         pid = self.daemon_pid()

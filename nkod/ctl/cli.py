@@ -19,9 +19,10 @@ from nkod.ctl.history import HistoryCommands
 from nkod.ctl.maintenance import MaintenanceCommands
 from nkod.ctl.queue import QueueCommands
 from nkod.ctl.status import StatusCommands
+from nkod.ctl.steer import SteerCommands
 
 
-class Ctl(StatusCommands, QueueCommands, HistoryCommands, MaintenanceCommands):
+class Ctl(StatusCommands, QueueCommands, HistoryCommands, MaintenanceCommands, SteerCommands):
     """nkoctl's commands, one group per module of this package."""
 
 
@@ -166,7 +167,69 @@ def build_parser() -> argparse.ArgumentParser:
         example="nkoctl metrics -o /var/lib/node_exporter/textfile_collector/nkod.prom",
     )
     mt.add_argument("-o", "--output", type=Path, help="write this file atomically (e.g. DIR/nkod.prom), not stdout")
+    _add_steering(sub)
     return p
+
+
+def _add_steering(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """pause, resume, skip, unskip, cancel, prioritize, redo (nkod/ctl/steer.py)."""
+    wait_help = "seconds to wait for a running daemon to confirm"
+    pa = sub.add_parser(
+        "pause",
+        help="start no new video until resume (running ones finish; --now stops them)",
+        description="Pause the queue: no new video starts until `nkoctl resume`. Running videos finish, or with "
+        "--now are stopped and recorded interrupted (redone first on resume). Survives restarts and kill -9.",
+        epilog="example: nkoctl pause --now",
+    )
+    pa.add_argument("--now", action="store_true", help="also stop the running videos now (recorded interrupted)")
+    re_ = sub.add_parser(
+        "resume",
+        help="start videos again after pause",
+        description="Resume a paused queue: interrupted videos first, then the rest in order.",
+        epilog="example: nkoctl resume",
+    )
+    for cmd in (pa, re_):
+        cmd.add_argument("--wait", type=float, default=5.0, help=wait_help)
+    specs = {
+        "skip": (
+            "never start these videos (not counted as remaining)",
+            "Skip videos: they never start and leave the remaining count and the ETA; status lists them apart. "
+            "A running video cannot be skipped: cancel it.",
+            'example: nkoctl skip abc123 def456 --reason "no text in it"',
+        ),
+        "unskip": (
+            "undo skip: the videos may run again",
+            "Let skipped videos run again, in their old place in the queue.",
+            "example: nkoctl unskip abc123",
+        ),
+        "cancel": (
+            "stop running videos now (recorded interrupted, and skipped unless --requeue)",
+            "Stop running videos now: each is recorded interrupted, and skipped unless --requeue (then it runs "
+            "again first).",
+            "example: nkoctl cancel abc123 --requeue",
+        ),
+        "prioritize": (
+            "run these videos next",
+            "Run these videos next, before any other waiting video, in the order given (interrupted videos still "
+            "go first). A manifest line's `priority` key (an integer, higher first) orders the rest.",
+            "example: nkoctl prioritize abc123 def456",
+        ),
+        "redo": (
+            "process completed videos again (old output archived when the new one commits)",
+            "Process completed videos again, e.g. after changing detector settings. The previous output stays in "
+            "output/ID/ until the new one is committed; then it is moved to archive/redo/ID-TIME/. If the redo "
+            "fails, the video is failed (nkoctl retry runs it again) and its previous output stays in place.",
+            "example: nkoctl redo abc123",
+        ),
+    }
+    for name, (short, long, example) in specs.items():
+        cmd = sub.add_parser(name, help=short, description=long, epilog=example)
+        cmd.add_argument("ids", nargs="+", metavar="ID", help="video id(s), as in the manifest")
+        if name in ("skip", "cancel"):
+            cmd.add_argument("--reason", help="why (shown in status and the log)")
+        if name == "cancel":
+            cmd.add_argument("--requeue", action="store_true", help="run it again (first) instead of skipping it")
+        cmd.add_argument("--wait", type=float, default=5.0, help=wait_help)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,6 +269,17 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             case "metrics":
                 return ctl.metrics(args.output)
+            case "pause":
+                return ctl.pause(args.now, args.wait)
+            case "resume":
+                return ctl.resume(args.wait)
+            case "skip" | "cancel":
+                extra = {"reason": args.reason} if args.reason else {}
+                if args.command == "cancel":
+                    extra["requeue"] = args.requeue
+                return ctl.steer(args.command, args.ids, args.wait, **extra)
+            case "unskip" | "prioritize" | "redo":
+                return ctl.steer(args.command, args.ids, args.wait)
     except CtlError as exc:
         ctl.console.print(f"[red]nkoctl:[/] {literal(exc)}", highlight=False)
         return exc.code

@@ -68,13 +68,21 @@ class QueueCommands(CtlBase):
         p = self.load()
         m = load_manifest(self.paths.root / "videos.jsonl")
         known = set(p.videos)
-        available = list(m.entries)
+        available = decide.available_entries(p, m.entries)
+        # Requests waiting in requests/ are shown applied (the daemon applies them before starting more).
+        shown, queued = self.with_queued_requests(p, dict(available), self.daemon_pid())
         # Lines the daemon has not read yet would be added as pending at the end, in manifest order.
-        new = [vid for vid in m.entries if vid not in known]
-        rows = decide.plan(p.state(), available, datetime.now(UTC))
+        new = [vid for vid in available if vid not in known and vid not in shown.videos]
+        rows = decide.plan(shown.state(), available, datetime.now(UTC))
         runs = [r for r in rows if r.action == "run"]
         others = [r for r in rows if r.action != "run"]
         rows = runs + [decide.PlanRow(v, "run", "new in the manifest") for v in new] + others
+        # (on stderr: plan --json stays a list of rows)
+        if shown.paused:
+            self.console.print("[yellow]paused:[/] nothing starts until `nkoctl resume`", highlight=False)
+        for req in queued:
+            ids = ", ".join(req.get("video_ids") or [])
+            self.console.print(f"[yellow]request {req['type']} {ids}[/]: {req['state']}", highlight=False)
         if as_json:
             doc = [
                 {"video_id": r.video_id, "action": r.action, "reason": r.reason}
