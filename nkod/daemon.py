@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from nkod import __version__, decide, eventlog, lock, manifest, snapshot, spool, views
+from nkod import __version__, decide, eventlog, lock, manifest, snapshot, sources, spool, views
 from nkod.config import Config, load_config
 from nkod.decide import Committed, Draft, Outcome, RetryPolicy
 from nkod.errors import ConfigError, LockHeldError, LogError, StorageError
@@ -42,6 +42,7 @@ from nkod.logs import get as get_logger
 from nkod.notify import Notifier
 from nkod.paths import Paths
 from nkod.processor import ERROR_KINDS, coerce_retry_after, load_processor, normalise_counts
+from nkod.refresher import Finished, Refresher, RefreshStartError
 from nkod.state import Projector, Status, Video, format_ts
 
 if TYPE_CHECKING:
@@ -226,12 +227,35 @@ class Daemon:
         self._state_lock = threading.Lock()  # held while the projector changes: metrics read it from their thread
         self._metrics: MetricsServer | None = None
         self.hooks = Hooks(lambda: self.config.hooks, self.paths.root, self.log, clock)
+        self.refresher = Refresher(clock, self._child_env())
+        self._available: tuple[manifest.Manifest, int, dict[str, Any]] | None = None
 
     # -- policy from config ---------------------------------------------------------------------
     @property
     def policy(self) -> RetryPolicy:
         d = self.config.daemon
         return RetryPolicy(d.max_attempts, d.backoff_initial, d.backoff_factor, d.backoff_max)
+
+    # -- what can run ------------------------------------------------------------------------------
+    def available(self) -> dict[str, Any]:
+        """The runnable entries, id → entry: discovered videos (nkoctl add, [[sources]]) and the manifest's
+        lines, the manifest winning. Rebuilt only when the manifest was re-read or videos were discovered
+        (discovered entries are only ever added, so their count tells)."""
+        cached = self._available
+        found = len(self.projector.discovered)
+        if cached is None or cached[0] is not self.manifest or cached[1] != found:
+            cached = self._available = (
+                self.manifest,
+                found,
+                decide.available_entries(self.projector, self.manifest.entries),
+            )
+        return cached[2]
+
+    @staticmethod
+    def _child_env() -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_"))}
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
 
     # -- the log ----------------------------------------------------------------------------------
     def append(self, drafts: list[Draft]) -> list[dict[str, Any]]:
@@ -264,13 +288,22 @@ class Daemon:
         fields = {k: v for k, v in e.items() if k not in ("v", "ts", "type", "session_seconds")}
         if kind == "video_failed":
             self.log.error(kind, **fields)
-        elif kind in ("video_retry_scheduled", "video_interrupted", "request_rejected", "log_repaired"):
+        elif kind in (
+            "video_retry_scheduled",
+            "video_interrupted",
+            "request_rejected",
+            "log_repaired",
+            "source_refresh_failed",
+        ):
             self.log.warning(kind, **fields)
         elif kind == "manifest_checked":
             self.log.info(kind, seq=e["seq"], problems=len(e.get("problems", ())))
         elif kind == "videos_added":
             ids = e["video_ids"]
             self.log.info(kind, seq=e["seq"], count=len(ids), first=ids[0] if ids else None)
+        elif kind == "videos_discovered":
+            found = e["entries"]
+            self.log.info(kind, seq=e["seq"], source=e["source"], count=len(found), first=found[0]["video_id"])
         else:
             self.log.info(kind, **fields)
 
@@ -573,6 +606,7 @@ class Daemon:
                 self._last_rescan = now
                 self._scan_manifest()
                 self._process_requests()
+            self._refresh_sources()
             if not self.stopping:
                 self._start_jobs()
             self._maybe_snapshot()
@@ -615,7 +649,9 @@ class Daemon:
 
     def _work_left(self) -> bool:
         """For --once: is anything still to run in this process (including videos in backoff)?"""
-        entries = self.manifest.entries
+        entries = self.available()
+        if not self.refresher.first_pass_done(self.config.sources):  # --once lists each source once first
+            return True
         return any(vid in entries for vid in self.projector.redo) or any(vid in entries for vid in self.projector.queue)
 
     # -- starting work ------------------------------------------------------------------------------
@@ -626,7 +662,7 @@ class Daemon:
         # Running videos are in neither index, so what next_runnable returns is never already running.
         mono = self.clock()
         picks = decide.next_runnable(
-            self.projector, self.manifest.entries, self.now(), free, lambda v: self._retry_is_due(v, mono)
+            self.projector, self.available(), self.now(), free, lambda v: self._retry_is_due(v, mono)
         )
         if not picks:
             return
@@ -673,7 +709,7 @@ class Daemon:
         workdir = self.work / vid
         r, w = os.pipe()
         job_spec = {
-            "video": self.manifest.entries[vid],
+            "video": self.available()[vid],
             "workdir": str(workdir),
             "cache_dir": str(self.paths.cache),
             "processor": self.config.daemon.processor,
@@ -829,7 +865,7 @@ class Daemon:
             "counts": job.outcome.counts,
             "finished_at": format_ts(self.now()),
             "seconds": round(self.clock() - job.started, 3),
-            "video": self.manifest.entries.get(vid, {}),
+            "video": self.available().get(vid, {}),
         }
         target = self.paths.output / vid
         if job.workdir.is_symlink() or not job.workdir.is_dir():
@@ -923,7 +959,24 @@ class Daemon:
             self.exit_code = EXIT_STORAGE
         self.stopping = True
 
+    def _refresh_sources(self) -> None:
+        """[[sources]]: reap a listing that ended (its videos become events), start the next one due."""
+        try:
+            finished = self.refresher.poll(self.config.sources, start_new=not self.stopping)
+        except RefreshStartError as exc:  # out of processes or fds for now: tried again at its next refresh
+            finished = [Finished(exc.source, None, str(exc))]
+        for done in finished:
+            src = done.source
+            if done.entries is None:
+                self.append([{"type": "source_refresh_failed", "name": src.name, "url": src.url, "error": done.error}])
+                continue
+            valid = [e for e in done.entries if sources.entry_problem(e) is None]
+            listing = {"source": src.name, "url": src.url, "priority": src.priority, "entries": valid}
+            known = sources.Known.of(self.projector.videos, self.projector.discovered, self.manifest.entries)
+            self.append(sources.discover_drafts(known, [listing]).drafts)
+
     def _shutdown(self) -> None:
+        self.refresher.close()
         if self._verifier is not None:  # a short run (--once) still learns what the verifier finds
             self._verifier.join()
             if self._log_damage is not None and self.exit_code != EXIT_LOG:
@@ -1075,6 +1128,9 @@ class Daemon:
             return drafts
         if req.type == "import_checkpoint":
             return self._import_drafts(req)
+        if req.type == "add":  # entries nkoctl listed; what is known by now (an earlier add, too) is skipped
+            known = sources.Known.of(self.projector.videos, self.projector.discovered, self.manifest.entries)
+            return sources.discover_drafts(known, req.body["listings"], request=req.name, adhoc=True).drafts
         raise ValueError(f"request type {req.type!r} is not handled by the daemon")
 
     def _import_drafts(self, req: spool.Request) -> list[Draft]:

@@ -262,3 +262,13 @@ def retry_drafts(
             continue
         drafts.append({"type": "retry_requested", "video_id": vid, "request": request})
     return drafts, refused
+
+
+def available_entries(
+    state: State | Projector, manifest_entries: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Mapping[str, Any]]:
+    """The videos that can run, id → entry: those found by `nkoctl add` and [[sources]] (the log's
+    ``videos_discovered``), and the manifest's lines, a manifest line winning for the same id."""
+    if not state.discovered:
+        return dict(manifest_entries)
+    return {**state.discovered, **manifest_entries}

@@ -68,6 +68,10 @@ def state_to_doc(state: State | Projector) -> dict[str, Any]:
         doc["redo"] = list(redo)
     if queue:
         doc["queue"] = list(queue)
+    if state.discovered:  # videos from `nkoctl add` and [[sources]], in the order they were found
+        doc["discovered"] = [dict(entry) for entry in state.discovered.values()]
+    if state.sources:
+        doc["sources"] = {name: dict(info) for name, info in state.sources.items()}
     return doc
 
 
@@ -109,6 +113,8 @@ def state_from_doc(doc: dict[str, Any]) -> State:
         manifest_problems=tuple(doc["manifest_problems"]),
         redo_order=tuple(doc.get("redo", ())),
         queue_order=tuple(doc.get("queue", ())),
+        discovered=MappingProxyType({entry["video_id"]: entry for entry in doc.get("discovered", ())}),
+        sources=MappingProxyType(dict(doc.get("sources", {}))),
     )
 
 

@@ -17,10 +17,11 @@ from nkod.ctl.base import EXIT_ERROR, EXIT_USAGE, CtlError, resolve_data_dir
 from nkod.ctl.history import HistoryCommands
 from nkod.ctl.maintenance import MaintenanceCommands
 from nkod.ctl.queue import QueueCommands
+from nkod.ctl.sources import SourcesCommands
 from nkod.ctl.status import StatusCommands
 
 
-class Ctl(StatusCommands, QueueCommands, HistoryCommands, MaintenanceCommands):
+class Ctl(StatusCommands, QueueCommands, HistoryCommands, MaintenanceCommands, SourcesCommands):
     """nkoctl's commands, one group per module of this package."""
 
 
@@ -67,6 +68,32 @@ def build_parser() -> argparse.ArgumentParser:
         epilog='example: eval "$(nkoctl completion bash)"   (or: nkoctl completion fish | source)',
     )
     cp.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+    ad = sub.add_parser(
+        "add",
+        help="add the videos of URLs: a video, playlist, channel or feed (listed with yt-dlp, nothing downloaded)",
+        description="List each URL with yt-dlp's flat extraction (no media downloaded) and add the videos not "
+        "known yet (by id, by URL, or as the same site video under another listing); print what is added and "
+        "what is skipped and why. All or nothing: if a URL cannot be listed, nothing is added. Exit codes: 0 ok, "
+        "1 a URL could not be listed (network, HTTP error, no videos), 2 a bad or unsupported URL.",
+        epilog="example: nkoctl add https://www.youtube.com/@handle/videos --limit 50 --priority 10",
+    )
+    ad.add_argument(
+        "urls", nargs="+", metavar="URL", help="a video, playlist, channel (/@handle, /channel/UC...) or feed"
+    )
+    ad.add_argument("--limit", type=int, help="at most the first N videos of each URL's listing")
+    ad.add_argument("--priority", type=int, default=0, help="videos with a higher priority run first (default 0)")
+    ad.add_argument("--dry-run", action="store_true", help="list and show what would be added; add nothing")
+    ad.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+    ad.add_argument("--wait", type=float, default=5.0, help="seconds to wait for a running daemon to confirm")
+    so = sub.add_parser(
+        "sources",
+        help="followed ([[sources]]) and added sources: last listing, count, last error",
+        description="List the [[sources]] of the config file and the URLs given to nkoctl add, each with its "
+        "last listing's time, how many videos it listed and added, and its last error.",
+        epilog="example: nkoctl sources --config /etc/nkod/nkod.toml",
+    )
+    so.add_argument("--config", type=Path, help="config file (default: $NKOD_CONFIG, else /etc/nkod/nkod.toml)")
+    so.add_argument("--json", action="store_true", help="machine-readable")
     mt = sub.add_parser("metrics", help="Prometheus metrics from the log (for node_exporter's textfile collector)")
     mt.add_argument("-o", "--output", type=Path, help="write this file atomically (e.g. DIR/nkod.prom), not stdout")
     return p
@@ -109,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             case "metrics":
                 return ctl.metrics(args.output)
+            case "add":
+                return ctl.add(args.urls, args.limit, args.priority, args.dry_run, args.json, args.wait)
+            case "sources":
+                return ctl.sources(args.config, args.json)
     except CtlError as exc:
         ctl.console.print(f"[red]nkoctl:[/] {exc}", highlight=False)
         return exc.code

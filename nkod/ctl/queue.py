@@ -55,7 +55,7 @@ class QueueCommands(CtlBase):
         p = self.load()
         m = load_manifest(self.paths.root / "videos.jsonl")
         known = set(p.videos)
-        available = list(m.entries)
+        available = decide.available_entries(p, m.entries)  # the manifest and videos found by nkoctl add
         # Lines the daemon has not read yet would be added as pending at the end, in manifest order.
         new = [vid for vid in m.entries if vid not in known]
         rows = decide.plan(p.state(), available, datetime.now(UTC))
