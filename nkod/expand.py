@@ -94,8 +94,9 @@ def _extract(url: str, limit: int | None) -> Mapping[str, Any]:
         raise ListingError(url, f"not something yt-dlp can list ({_message(exc)})", "bad-url") from exc
     except (yt_dlp.utils.YoutubeDLError, OSError) as exc:
         message = _message(exc)
-        kind = "bad-url" if re.search(r"(?i)unsupported url|is not a valid url", message) else "unreachable"
-        raise ListingError(url, message, kind) from exc
+        if re.search(r"(?i)unsupported url|is not a valid url", message):
+            raise ListingError(url, f"not something yt-dlp can list ({message})", "bad-url") from exc
+        raise ListingError(url, message, "unreachable") from exc
 
 
 def list_url(url: str, limit: int | None = None) -> Listing:

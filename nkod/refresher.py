@@ -71,11 +71,12 @@ class Refresher:
         for name in list(self.due):
             if name not in names:  # removed from the config (reload)
                 del self.due[name]
-        if self.running is None and start_new:
-            for s in sources:
-                if self.due.setdefault(s.name, now) <= now:
-                    self._start(s, now)
-                    break
+        if self.running is None and start_new and sources:
+            # The longest overdue first (new ones are due now, in config order): a source whose listing
+            # takes longer than its refresh interval cannot starve the others.
+            first = min(sources, key=lambda s: self.due.setdefault(s.name, now))
+            if self.due[first.name] <= now:
+                self._start(first, now)
         return done
 
     def _start(self, source: SourceConfig, now: float) -> None:

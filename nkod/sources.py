@@ -61,7 +61,7 @@ def derive_video_id(site: str, site_id: str | None, url: str) -> str:
     """The stable video_id of a listed video (see the module's docstring for the rules)."""
     if site in OWN_ID_SITES and safe_id(site_id):
         return str(site_id)
-    if site not in URL_ID_SITES and site_id is not None and safe_id(candidate := f"{site}-{site_id}"):
+    if site not in URL_ID_SITES and site_id and safe_id(candidate := f"{site}-{site_id}"):
         return candidate
     return f"{site}-{url_hash(url)}"
 

@@ -70,18 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
     ad = sub.add_parser(
         "add",
+        usage="%(prog)s [options] URL [URL ...]",
         help="add the videos of URLs: a video, playlist, channel or feed (listed with yt-dlp, nothing downloaded)",
         description="List each URL with yt-dlp's flat extraction (no media downloaded) and add the videos not "
         "known yet (by id, by URL, or as the same site video under another listing); print what is added and "
         "what is skipped and why. All or nothing: if a URL cannot be listed, nothing is added. Exit codes: 0 ok, "
         "1 a URL could not be listed (network, HTTP error, no videos), 2 a bad or unsupported URL.",
-        epilog="example: nkoctl add https://www.youtube.com/@handle/videos --limit 50 --priority 10",
+        epilog="example: nkoctl add --limit 50 https://www.youtube.com/@handle",
     )
     ad.add_argument(
         "urls", nargs="+", metavar="URL", help="a video, playlist, channel (/@handle, /channel/UC...) or feed"
     )
-    ad.add_argument("--limit", type=int, help="at most the first N videos of each URL's listing")
-    ad.add_argument("--priority", type=int, default=0, help="videos with a higher priority run first (default 0)")
+    ad.add_argument("--limit", type=int, metavar="N", help="at most the first N videos of each URL's listing")
+    ad.add_argument(
+        "--priority", type=int, default=0, metavar="P", help="videos with a higher priority run first (default 0)"
+    )
     ad.add_argument("--dry-run", action="store_true", help="list and show what would be added; add nothing")
     ad.add_argument("--json", action="store_true", help="machine-readable result on stdout")
     ad.add_argument("--wait", type=float, default=5.0, help="seconds to wait for a running daemon to confirm")

@@ -60,6 +60,10 @@ class SourcesCommands(CtlBase):
             )
         else:
             self._print_preview(listings, preview, dry_run)
+        if dry_run:
+            self.console.print("dry run: nothing was added")
+        elif not new:
+            self.console.print("nothing to add: every listed video is already known")
         if request is not None:
             self._report_submission(request, f"add of {new} video(s)", wait)
             self._report_applied(request.name, p.offset, p.seq)
@@ -103,10 +107,6 @@ class SourcesCommands(CtlBase):
                 self.out.print(f"  + {e['video_id']}  {e.get('title') or e['url']}", highlight=False, markup=False)
             for s in skipped:
                 self.out.print(f"  = {s.video_id}: {s.reason}", highlight=False, markup=False)
-        if dry_run:
-            self.console.print("dry run: nothing was added")
-        elif not any(preview.added.values()):
-            self.console.print("nothing to add: every listed video is already known")
 
     def _report_applied(self, name: str, offset: int, seq: int) -> None:
         """What the daemon did with the request (it dedupes again: another add may have come first)."""
