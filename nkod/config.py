@@ -92,11 +92,63 @@ DAEMON_CHECKS: dict[str, Check] = {
 
 
 @dataclass(frozen=True)
+class SourceConfig:
+    """A followed source (``[[sources]]``): a channel, playlist or feed the daemon lists at start and every
+    `refresh` seconds, adding the videos it has not seen."""
+
+    url: str = ""
+    name: str = ""  # defaults to the URL
+    priority: int = 0  # videos of a higher-priority source run first
+    limit: int = 0  # at most this many of the listing's first entries (0: all); `max_videos` is the same key
+    max_videos: int = 0
+    refresh: float = 3600.0  # seconds between listings (0: only at start)
+
+
+def _http_url(value: Any) -> str | None:
+    from nkod.sources import is_http_url
+
+    return None if is_http_url(value) else f"must be an http(s) URL, got {value!r}"
+
+
+SOURCE_CHECKS: dict[str, Check] = {
+    "url": _http_url,
+    "limit": in_range(0),
+    "max_videos": in_range(0),
+    "refresh": in_range(0),
+}
+
+
+def _sources_from_list(value: Any, source: str) -> tuple[SourceConfig, ...]:
+    """``[[sources]]``: each table checked; errors name the entry (``sources[2].refresh``, counted from 1)."""
+    if not isinstance(value, list):
+        raise ConfigError(source, "sources", "must be an array of tables ([[sources]])")
+    out: list[SourceConfig] = []
+    names: dict[str, int] = {}
+    for i, table in enumerate(value, start=1):
+        where = f"sources[{i}]"
+        if not isinstance(table, Mapping):
+            raise ConfigError(source, where, "must be a table")
+        if "url" not in table:
+            raise ConfigError(source, f"{where}.url", "missing: the channel, playlist or feed to follow")
+        if table.get("limit") and table.get("max_videos"):
+            raise ConfigError(source, f"{where}.max_videos", "give limit or max_videos, not both")
+        entry: SourceConfig = parse_table(SourceConfig, table, source, where, SOURCE_CHECKS)
+        limit = entry.limit or entry.max_videos
+        entry = dataclasses.replace(entry, name=entry.name or entry.url, limit=limit, max_videos=limit)
+        if entry.name in names:
+            raise ConfigError(source, f"{where}.name", f"{entry.name!r} is also sources[{names[entry.name]}]")
+        names[entry.name] = i
+        out.append(entry)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     pipeline: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<defaults>"
     hooks: HooksConfig = field(default_factory=HooksConfig)
+    sources: tuple[SourceConfig, ...] = ()
 
 
 def _daemon_from_table(table: Mapping[str, Any], source: str) -> DaemonConfig:
@@ -114,8 +166,8 @@ def validate_pipeline(table: Mapping[str, Any], source: str) -> None:
 
 def config_from_mapping(doc: Mapping[str, Any], source: str) -> Config:
     for key in doc:
-        if key not in ("daemon", "pipeline", "hooks"):
-            raise ConfigError(source, key, "unknown table (known: daemon, pipeline, hooks)")
+        if key not in ("daemon", "pipeline", "hooks", "sources"):
+            raise ConfigError(source, key, "unknown table (known: daemon, pipeline, hooks, sources)")
     daemon_table = doc.get("daemon", {})
     pipeline_table = doc.get("pipeline", {})
     if not isinstance(daemon_table, Mapping):
@@ -129,7 +181,8 @@ def config_from_mapping(doc: Mapping[str, Any], source: str) -> Config:
     if not isinstance(hooks_table, Mapping):
         raise ConfigError(source, "hooks", "must be a table")
     hooks: HooksConfig = parse_table(HooksConfig, hooks_table, source, "hooks", HOOKS_CHECKS)
-    return Config(daemon=daemon, pipeline=dict(pipeline_table), source=source, hooks=hooks)
+    sources = _sources_from_list(doc.get("sources", []), source)
+    return Config(daemon=daemon, pipeline=dict(pipeline_table), source=source, hooks=hooks, sources=sources)
 
 
 def load_config(path: Path | None) -> Config:
@@ -183,6 +236,14 @@ def render_toml(config: Config, pipeline_effective: Mapping[str, Any] | None = N
     lines.extend(_render_table("pipeline", pipeline))
     lines.append("")
     lines.extend(_render_table("hooks", dataclasses.asdict(config.hooks)))
+    for src in config.sources:
+        lines.append("")
+        lines.append("[[sources]]")
+        lines.extend(
+            f"{f.name} = {_toml_value(getattr(src, f.name))}"
+            for f in dataclasses.fields(SourceConfig)
+            if f.name != "max_videos"
+        )
     return "\n".join(lines) + "\n"
 
 

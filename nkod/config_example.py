@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from nkod.config import DaemonConfig, _render_table, _toml_value
+from nkod.config import DaemonConfig, SourceConfig, _render_table, _toml_value
 from nkod.hooks import HooksConfig
 
 HEADER = """\
@@ -54,6 +54,28 @@ HOOKS_DOCS: Mapping[str, str] = {
     "timeout": "Seconds a hook may run before its process group is killed.",
 }
 
+SOURCES_NOTE = """\
+# Followed sources (none by default): channels, playlists or feeds the daemon lists with yt-dlp at
+# start and every `refresh` seconds, in a child process; videos not seen before are added by
+# themselves. One [[sources]] table per source; `nkoctl sources` shows each one's last refresh.
+# For a one-off list use `nkoctl add URL` instead. Uncomment and edit:"""
+
+SOURCES_EXAMPLE: Mapping[str, object] = {
+    "url": "https://www.youtube.com/@handle/videos",
+    "name": "handle",
+    "priority": 10,
+    "limit": 50,
+    "refresh": 3600.0,
+}
+
+SOURCES_DOCS: Mapping[str, str] = {
+    "url": "A channel (/@handle, /channel/UC..., its /videos tab), a playlist, an RSS feed...",
+    "name": "Shown by nkoctl sources and in the log (default: the URL).",
+    "priority": "Videos of higher-priority sources run first (the old --all-channels order).",
+    "limit": "Only the listing's first N videos (0: all); `max_videos` is the same key.",
+    "refresh": "Seconds between listings (0: only at start).",
+}
+
 PIPELINE_NOTE = """\
 # The built-in pipeline (download, frames, N'Ko detection, audio segments): every key with its
 # default. What each one does: the README's "Configuration: the [pipeline] table"."""
@@ -82,6 +104,14 @@ def render_example() -> str:
     lines.extend(_documented_table("daemon", daemon, DAEMON_DOCS))
     lines.append("")
     lines.extend(_documented_table("hooks", hooks, HOOKS_DOCS))
+    lines.append("")
+    lines.append(SOURCES_NOTE)
+    defaults = SourceConfig()
+    lines.append("# [[sources]]")
+    for key, value in SOURCES_EXAMPLE.items():
+        assert hasattr(defaults, key)  # the example names only real keys
+        lines.extend(_comment(SOURCES_DOCS[key]))
+        lines.append(f"# {key} = {_toml_value(value)}")
     lines.append("")
     lines.append(PIPELINE_NOTE)
     lines.extend(_render_table("pipeline", effective_table(parse_settings({}, "<defaults>"))))

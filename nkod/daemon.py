@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from nkod import __version__, decide, eventlog, lock, manifest, snapshot, spool, steering, views
+from nkod import __version__, decide, eventlog, lock, manifest, snapshot, sources, spool, steering, views
 from nkod.config import Config, load_config
 from nkod.decide import Committed, Draft, Outcome, RetryPolicy
 from nkod.errors import ConfigError, LockHeldError, LogError, StorageError
@@ -42,6 +42,7 @@ from nkod.logs import get as get_logger
 from nkod.notify import Notifier
 from nkod.paths import Paths
 from nkod.processor import ERROR_KINDS, coerce_retry_after, load_processor, normalise_counts
+from nkod.refresher import Finished, Refresher, RefreshStartError
 from nkod.state import Projector, Status, Video, format_ts
 
 if TYPE_CHECKING:
@@ -230,16 +231,25 @@ class Daemon:
         self._state_lock = threading.Lock()  # held while the projector changes: metrics read it from their thread
         self._metrics: MetricsServer | None = None
         self.hooks = Hooks(lambda: self.config.hooks, self.paths.root, self.log, clock)
+        self.refresher = Refresher(clock, self._child_env())
 
-    def available(self) -> Mapping[str, dict[str, Any]]:
-        """The entries videos may run from (video_id → entry), for scheduling and spawning."""
-        return self.manifest.entries
+    def available(self) -> Mapping[str, Mapping[str, Any]]:
+        """The entries videos may run from (video_id → entry), for scheduling and spawning: the manifest's
+        lines and the videos found by `nkoctl add` and [[sources]] (a view: nothing copied or parsed)."""
+        return decide.available_entries(self.projector, self.manifest.entries)
 
     # -- policy from config ---------------------------------------------------------------------
     @property
     def policy(self) -> RetryPolicy:
         d = self.config.daemon
         return RetryPolicy(d.max_attempts, d.backoff_initial, d.backoff_factor, d.backoff_max)
+
+    # -- what can run ------------------------------------------------------------------------------
+    @staticmethod
+    def _child_env() -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_"))}
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
 
     # -- the log ----------------------------------------------------------------------------------
     def append(self, drafts: list[Draft]) -> list[dict[str, Any]]:
@@ -272,13 +282,22 @@ class Daemon:
         fields = {k: v for k, v in e.items() if k not in ("v", "ts", "type", "session_seconds")}
         if kind == "video_failed":
             self.log.error(kind, **fields)
-        elif kind in ("video_retry_scheduled", "video_interrupted", "request_rejected", "log_repaired"):
+        elif kind in (
+            "video_retry_scheduled",
+            "video_interrupted",
+            "request_rejected",
+            "log_repaired",
+            "source_refresh_failed",
+        ):
             self.log.warning(kind, **fields)
         elif kind == "manifest_checked":
             self.log.info(kind, seq=e["seq"], problems=len(e.get("problems", ())))
         elif kind == "videos_added":
             ids = e["video_ids"]
             self.log.info(kind, seq=e["seq"], count=len(ids), first=ids[0] if ids else None)
+        elif kind == "videos_discovered":
+            found = e["entries"]
+            self.log.info(kind, seq=e["seq"], source=e["source"], count=len(found), first=found[0]["video_id"])
         else:
             self.log.info(kind, **fields)
 
@@ -306,20 +325,16 @@ class Daemon:
             self.log.error("storage_failed", error=f"{exc.strerror or exc}: {exc.filename or self.paths.root}")
             return EXIT_STORAGE
         try:
-            manifest_path = self.paths.manifest(self.config)
-            if self.once and not manifest_path.exists():  # nothing to do is a mistake here, not a success
-                self.log.error(
-                    "manifest_missing",
-                    path=str(manifest_path),
-                    error="--once has no video list to work through",
-                    hint="check --data-dir (and [daemon] manifest), or write the manifest there first",
-                )
-                return EXIT_USAGE
             return self._run_locked()
         except PermissionError as exc:  # e.g. events.jsonl left root's by `sudo` editing: say whose and how to fix
             return self._permission_denied(exc)
         finally:
             held.release()
+
+    def _other_videos(self) -> bool:
+        """Are there videos to work through besides the manifest's: found by `nkoctl add` (in the log, or
+        requested), or followed [[sources]]?"""
+        return bool(self.projector.discovered or self.config.sources or spool.pending(self.paths.requests))
 
     def _permission_denied(self, exc: PermissionError) -> int:
         """One clear message (the file, its owner and mode, the fix) and an exit code systemd does not loop on."""
@@ -382,6 +397,16 @@ class Daemon:
         if replay.snapshot_problem:
             self.log.warning("snapshot_ignored", reason=replay.snapshot_problem)
         self.projector = replay.projector
+        manifest_path = self.paths.manifest(self.config)
+        if self.once and not manifest_path.exists() and not self._other_videos():
+            # nothing to do is a mistake here, not a success
+            self.log.error(
+                "manifest_missing",
+                path=str(manifest_path),
+                error="--once has no video list to work through",
+                hint="check --data-dir (and [daemon] manifest), or write the manifest there first",
+            )
+            return EXIT_USAGE
         torn = replay.scan.torn
         if torn is not None:
             try:
@@ -609,6 +634,7 @@ class Daemon:
                 self._last_rescan = now
                 self._scan_manifest()
                 self._process_requests()
+            self._refresh_sources()
             if not self.stopping:
                 self._start_jobs()
             self._maybe_snapshot()
@@ -651,6 +677,8 @@ class Daemon:
 
     def _work_left(self) -> bool:
         """For --once: is anything still to run in this process (including videos in backoff)?"""
+        if not self.refresher.first_pass_done(self.config.sources):  # --once lists each source once first
+            return True
         if self.projector.paused:
             return False
         entries = self.available()
@@ -980,7 +1008,24 @@ class Daemon:
             self.exit_code = EXIT_STORAGE
         self.stopping = True
 
+    def _refresh_sources(self) -> None:
+        """[[sources]]: reap a listing that ended (its videos become events), start the next one due."""
+        try:
+            finished = self.refresher.poll(self.config.sources, start_new=not self.stopping)
+        except RefreshStartError as exc:  # out of processes or fds for now: tried again at its next refresh
+            finished = [Finished(exc.source, None, str(exc))]
+        for done in finished:
+            src = done.source
+            if done.entries is None:
+                self.append([{"type": "source_refresh_failed", "name": src.name, "url": src.url, "error": done.error}])
+                continue
+            valid = [e for e in done.entries if sources.entry_problem(e) is None]
+            listing = {"source": src.name, "url": src.url, "priority": src.priority, "entries": valid}
+            known = sources.Known.of(self.projector.videos, self.projector.discovered, self.manifest.entries)
+            self.append(sources.discover_drafts(known, [listing]).drafts)
+
     def _shutdown(self) -> None:
+        self.refresher.close()
         if self._verifier is not None:  # a short run (--once) still learns what the verifier finds
             self._verifier.join()
             if self._log_damage is not None and self.exit_code != EXIT_LOG:
@@ -1175,6 +1220,9 @@ class Daemon:
                     }
                 )
             return drafts
+        if req.type == "add":  # entries nkoctl listed; what is known by now (an earlier add, too) is skipped
+            known = sources.Known.of(self.projector.videos, self.projector.discovered, self.manifest.entries)
+            return sources.discover_drafts(known, req.body["listings"], request=req.name, adhoc=True).drafts
         raise ValueError(f"request type {req.type!r} is not handled by the daemon")
 
     def _import_drafts(self, req: spool.Request) -> list[Draft]:

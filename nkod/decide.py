@@ -7,7 +7,7 @@ a worker said) and returns *drafts*: events without ``v``/``seq``/``ts``, which 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -166,9 +166,49 @@ def retry_wait(video: Video, now: datetime, max_wait: float = math.inf) -> float
     return max(0.0, min(left, bound))
 
 
-def available_entries(state: State | Projector, manifest_entries: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The entries videos may run from (video_id → entry): today the manifest's lines."""
-    return manifest_entries
+class Available(Mapping[str, Mapping[str, Any]]):
+    """The entries videos may run from: the videos found by `nkoctl add` and [[sources]] (the log's
+    ``videos_discovered``) and the manifest's lines, a manifest line winning for the same id. A view over
+    both: nothing is copied or parsed until asked for (a manifest of a million lines stays its bytes)."""
+
+    def __init__(self, discovered: Mapping[str, Mapping[str, Any]], manifest_entries: Mapping[str, Any]) -> None:
+        self._discovered = discovered
+        self._manifest = manifest_entries
+
+    def __getitem__(self, vid: str) -> Mapping[str, Any]:
+        if vid in self._manifest:
+            entry: Mapping[str, Any] = self._manifest[vid]
+            return entry
+        return self._discovered[vid]
+
+    def __contains__(self, vid: object) -> bool:
+        return vid in self._manifest or vid in self._discovered
+
+    def __iter__(self) -> Iterator[str]:
+        manifest = self._manifest
+        yield from (vid for vid in self._discovered if vid not in manifest)
+        yield from manifest
+
+    def __len__(self) -> int:
+        return len(self._manifest) + sum(1 for vid in self._discovered if vid not in self._manifest)
+
+    @property
+    def priorities(self) -> dict[str, int]:
+        """The non-zero priorities of the entries (see `steering.entry_priorities`)."""
+        manifest = self._manifest
+        out = {
+            vid: p for vid, e in self._discovered.items() if vid not in manifest and (p := steering.entry_priority(e))
+        }
+        out.update(steering.entry_priorities(manifest))
+        return out
+
+
+def available_entries(state: State | Projector, manifest_entries: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
+    """The videos that can run, id → entry: those found by `nkoctl add` and [[sources]] (the log's
+    ``videos_discovered``), and the manifest's lines, a manifest line winning for the same id."""
+    if not state.discovered:
+        return manifest_entries
+    return Available(state.discovered, manifest_entries)
 
 
 def next_runnable(

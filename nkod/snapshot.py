@@ -83,6 +83,10 @@ def state_to_doc(state: State | Projector) -> dict[str, Any]:
         doc["queue"] = list(queue)
     if state.paused:  # (absent when not paused, and in snapshots older than steering)
         doc["paused"] = True
+    if state.discovered:  # videos from `nkoctl add` and [[sources]], in the order they were found
+        doc["discovered"] = [dict(entry) for entry in state.discovered.values()]
+    if state.sources:
+        doc["sources"] = {name: dict(info) for name, info in state.sources.items()}
     return doc
 
 
@@ -125,6 +129,8 @@ def state_from_doc(doc: dict[str, Any]) -> State:
         redo_order=tuple(doc.get("redo", ())),
         queue_order=tuple(doc.get("queue", ())),
         paused=doc.get("paused") is True,
+        discovered=MappingProxyType({entry["video_id"]: entry for entry in doc.get("discovered", ())}),
+        sources=MappingProxyType(dict(doc.get("sources", {}))),
     )
 
 
@@ -356,6 +362,12 @@ def _named_videos(events: list[dict[str, Any]]) -> dict[str, None] | None:
             if type(ids) is not list or any(type(x) is not str for x in ids):
                 return None
             named.update(dict.fromkeys(ids))
+        if e.get("type") == "videos_discovered":  # the ids inside its entries (the fold skips odd ones)
+            found = e.get("entries")
+            if type(found) is list:
+                named.update(
+                    dict.fromkeys(x["video_id"] for x in found if type(x) is dict and type(x.get("video_id")) is str)
+                )
         if e.get("type") == "manifest_compared":  # its lists of ids (the fold skips what is not an id)
             for key in ("removed", "restored", "changed", "unchanged"):
                 listed = e.get(key)

@@ -23,7 +23,7 @@ from nkod.manifest import id_problem
 from nkod.steering import ID_REQUESTS
 from nkod.steering import REQUESTS as STEERING
 
-REQUEST_TYPES = ("retry", "import_checkpoint", "reset", *STEERING)
+REQUEST_TYPES = ("retry", "import_checkpoint", "reset", "add", *STEERING)
 MAX_REQUEST_BYTES = 64 << 20
 
 
@@ -116,7 +116,30 @@ def parse(path: Path) -> Request:
             raise RequestError(f"{path}: 'video_ids' is empty")
         if not isinstance(body.get("reason"), str | None):
             raise RequestError(f"{path}: 'reason' must be a string")
+    elif kind == "add":
+        _check_listings(path, body.get("listings"))
     return Request(path=path, type=kind, body=body)
+
+
+def _check_listings(path: Path, listings: object) -> None:
+    """An ``add`` request: ``listings`` = [{source, url, priority, entries: [entry...]}], each entry usable."""
+    from nkod.sources import entry_problem
+
+    if not isinstance(listings, list):
+        raise RequestError(f"{path}: 'listings' must be a list")
+    for i, listing in enumerate(listings):
+        if not isinstance(listing, dict) or not isinstance(listing.get("source"), str):
+            raise RequestError(f"{path}: listings[{i}]: expected an object with a 'source' string")
+        priority = listing.get("priority", 0)
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise RequestError(f"{path}: listings[{i}]: 'priority' must be an integer")
+        entries = listing.get("entries")
+        if not isinstance(entries, list):
+            raise RequestError(f"{path}: listings[{i}]: 'entries' must be a list")
+        for j, entry in enumerate(entries):
+            why = entry_problem(entry)
+            if why:
+                raise RequestError(f"{path}: listings[{i}].entries[{j}]: {why}")
 
 
 def reject(req_path: Path, reason: str) -> Path:

@@ -25,6 +25,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, cast
 
+from nkod.manifest import VIDEO_ID_RE
+
 Event = Mapping[str, Any]
 
 
@@ -160,6 +162,12 @@ class State:
     redo_order: tuple[str, ...] = ()
     queue_order: tuple[str, ...] = ()
     paused: bool = False  # nkoctl pause: no new video starts until nkoctl resume
+    # Videos found by `nkoctl add` and [[sources]] (videos_discovered): video_id → its entry (video_id, url,
+    # title, priority, site, site_id, source); the first entry for an id wins. A manifest line of the same id
+    # wins over it when the daemon runs (decide.available_entries).
+    discovered: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+    # Each source's last refresh: name → {url, last_refresh, count, new, total, last_error, last_error_at, adhoc}.
+    sources: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def format_ts(dt: datetime) -> str:
@@ -272,6 +280,8 @@ class Projector:
         self.queue: dict[str, None] = dict.fromkeys(
             vid for vid in s.queue_order if vid in s.videos and s.videos[vid].status is Status.PENDING
         )
+        self.discovered: dict[str, Mapping[str, Any]] = dict(s.discovered)
+        self.sources: dict[str, Mapping[str, Any]] = dict(s.sources)
         self.status_counts: dict[Status, int] = dict.fromkeys(Status, 0)
         boosted: list[Video] = []
         for vid, v in s.videos.items():
@@ -310,6 +320,8 @@ class Projector:
             redo_order=tuple(self.redo),
             queue_order=tuple(self.queue),
             paused=self.paused,
+            discovered=MappingProxyType(dict(self.discovered)),
+            sources=MappingProxyType(dict(self.sources)),
         )
 
     # -- the fold -----------------------------------------------------------------------------
@@ -660,6 +672,80 @@ def _mutate_manifest_compared(p: Projector, e: Event) -> None:
             v, old, old_counts = p._edit(vid)
             setattr(v, field_name, value)
             p._settle(v, old, old_counts)
+
+
+def _discovered_entry(raw: object, source: str | None) -> dict[str, Any] | None:
+    """A ``videos_discovered`` entry as the fold keeps it, or None when it cannot name a runnable video
+    (an unsafe id, no http(s) URL). Fields of the wrong type are dropped or defaulted."""
+    if not isinstance(raw, Mapping):
+        return None
+    vid, url = raw.get("video_id"), raw.get("url")
+    if not isinstance(vid, str) or not VIDEO_ID_RE.fullmatch(vid):
+        return None
+    if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
+        return None
+    return {
+        "video_id": vid,
+        "url": url,
+        "title": _text(raw.get("title")),
+        "priority": _int(raw.get("priority"), 0),
+        "site": _text(raw.get("site"), "") or "",
+        "site_id": _text(raw.get("site_id"), "") or "",
+        "source": source,
+    }
+
+
+def _mutate_videos_discovered(p: Projector, e: Event) -> None:
+    entries = e.get("entries")
+    source = _text(e.get("source"))
+    for raw in entries if isinstance(entries, list) else ():
+        entry = _discovered_entry(raw, source)
+        if entry is None or entry["video_id"] in p.discovered:
+            continue
+        vid = entry["video_id"]
+        p.discovered[vid] = entry
+        if vid not in p.videos:
+            v, old, old_counts = p._edit(vid)  # a new pending video, in the order it was found
+            p._settle(v, old, old_counts)
+
+
+def _source_name(e: Event) -> str | None:
+    return _text(e.get("name")) or _text(e.get("url"))
+
+
+def _mutate_source_refreshed(p: Projector, e: Event) -> None:
+    name = _source_name(e)
+    if not name:
+        return
+    old = p.sources.get(name, {})
+    new = max(0, _int(e.get("new")))
+    p.sources[name] = {
+        **old,
+        "url": _text(e.get("url"), name),
+        "last_refresh": e["ts"],
+        "count": max(0, _int(e.get("count"))),
+        "new": new,
+        "total": _int(old.get("total")) + new,
+        "last_error": None,
+        "adhoc": e.get("adhoc") is True,
+    }
+
+
+def _mutate_source_refresh_failed(p: Projector, e: Event) -> None:
+    name = _source_name(e)
+    if not name:
+        return
+    old = p.sources.get(name, {})
+    p.sources[name] = {
+        "total": 0,
+        "count": 0,
+        "last_refresh": None,
+        **old,
+        "url": _text(e.get("url"), name),
+        "last_error": _text(e.get("error"), "no error text"),
+        "last_error_at": e["ts"],
+        "adhoc": e.get("adhoc") is True,
+    }
 
 
 _MUTATORS = {name.removeprefix("_mutate_"): fn for name, fn in list(globals().items()) if name.startswith("_mutate_")}

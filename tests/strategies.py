@@ -90,6 +90,43 @@ _draft = st.one_of(
         st.sampled_from(IDS),
         st.sampled_from(["0123456789abcdef", "fedcba9876543210"]),
     ),
+    # sources: videos found by nkoctl add / [[sources]], and each source's last listing
+    st.builds(
+        lambda src, ids, pr: {
+            "type": "videos_discovered",
+            "source": src,
+            "entries": [
+                {
+                    "video_id": v,
+                    "url": f"https://example.org/{v}",
+                    "title": v.upper(),
+                    "priority": pr,
+                    "site": "example",
+                    "site_id": v,
+                }
+                for v in ids
+            ],
+        },
+        st.sampled_from(["chan", "feed"]),
+        st.lists(st.sampled_from([*IDS, "e"]), max_size=3),
+        st.integers(-2, 2),
+    ),
+    st.builds(
+        lambda src, n, k: {
+            "type": "source_refreshed",
+            "name": src,
+            "url": f"https://example.org/{src}",
+            "count": n,
+            "new": k,
+        },
+        st.sampled_from(["chan", "feed"]),
+        st.integers(0, 9),
+        st.integers(0, 3),
+    ),
+    st.builds(
+        lambda src: {"type": "source_refresh_failed", "name": src, "url": "u", "error": "HTTP Error 404"},
+        st.sampled_from(["chan", "feed"]),
+    ),
 )
 
 

@@ -18,11 +18,12 @@ from nkod.ctl.base import EXIT_ERROR, EXIT_USAGE, CtlError, literal, resolve_dat
 from nkod.ctl.history import HistoryCommands
 from nkod.ctl.maintenance import MaintenanceCommands
 from nkod.ctl.queue import QueueCommands
+from nkod.ctl.sources import SourcesCommands
 from nkod.ctl.status import StatusCommands
 from nkod.ctl.steer import SteerCommands
 
 
-class Ctl(StatusCommands, QueueCommands, HistoryCommands, MaintenanceCommands, SteerCommands):
+class Ctl(StatusCommands, QueueCommands, HistoryCommands, MaintenanceCommands, SteerCommands, SourcesCommands):
     """nkoctl's commands, one group per module of this package."""
 
 
@@ -166,6 +167,37 @@ def build_parser() -> argparse.ArgumentParser:
         "(node_exporter's textfile collector).",
         example="nkoctl metrics -o /var/lib/node_exporter/textfile_collector/nkod.prom",
     )
+    ad = add_command(
+        sub,
+        "add",
+        help="add the videos of URLs: a video, playlist, channel or feed (listed with yt-dlp, nothing downloaded)",
+        description="List each URL with yt-dlp's flat extraction (no media downloaded) and add the videos not "
+        "known yet (by id, by URL, or as the same site video under another listing); print what is added and "
+        "what is skipped and why. All or nothing: if a URL cannot be listed, nothing is added. Exit codes: 0 ok, "
+        "1 a URL could not be listed (network, HTTP error, no videos), 2 a bad or unsupported URL.",
+        example="nkoctl add --limit 50 https://www.youtube.com/@handle",
+    )
+    ad.usage = "%(prog)s [options] URL [URL ...]"
+    ad.add_argument(
+        "urls", nargs="+", metavar="URL", help="a video, playlist, channel (/@handle, /channel/UC...) or feed"
+    )
+    ad.add_argument("--limit", type=int, metavar="N", help="at most the first N videos of each URL's listing")
+    ad.add_argument(
+        "--priority", type=int, default=0, metavar="P", help="videos with a higher priority run first (default 0)"
+    )
+    ad.add_argument("--dry-run", action="store_true", help="list and show what would be added; add nothing")
+    ad.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+    ad.add_argument("--wait", type=float, default=5.0, help="seconds to wait for a running daemon to confirm")
+    so = add_command(
+        sub,
+        "sources",
+        help="followed ([[sources]]) and added sources: last listing, count, last error",
+        description="List the [[sources]] of the config file and the URLs given to nkoctl add, each with its "
+        "last listing's time, how many videos it listed and added, and its last error.",
+        example="nkoctl sources --config /etc/nkod/nkod.toml",
+    )
+    so.add_argument("--config", type=Path, help="config file (default: $NKOD_CONFIG, else /etc/nkod/nkod.toml)")
+    so.add_argument("--json", action="store_true", help="machine-readable")
     mt.add_argument("-o", "--output", type=Path, help="write this file atomically (e.g. DIR/nkod.prom), not stdout")
     _add_steering(sub)
     return p
@@ -174,19 +206,21 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_steering(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """pause, resume, skip, unskip, cancel, prioritize, redo (nkod/ctl/steer.py)."""
     wait_help = "seconds to wait for a running daemon to confirm"
-    pa = sub.add_parser(
+    pa = add_command(
+        sub,
         "pause",
         help="start no new video until resume (running ones finish; --now stops them)",
         description="Pause the queue: no new video starts until `nkoctl resume`. Running videos finish, or with "
         "--now are stopped and recorded interrupted (redone first on resume). Survives restarts and kill -9.",
-        epilog="example: nkoctl pause --now",
+        example="nkoctl pause --now",
     )
     pa.add_argument("--now", action="store_true", help="also stop the running videos now (recorded interrupted)")
-    re_ = sub.add_parser(
+    re_ = add_command(
+        sub,
         "resume",
         help="start videos again after pause",
         description="Resume a paused queue: interrupted videos first, then the rest in order.",
-        epilog="example: nkoctl resume",
+        example="nkoctl resume",
     )
     for cmd in (pa, re_):
         cmd.add_argument("--wait", type=float, default=5.0, help=wait_help)
@@ -223,7 +257,7 @@ def _add_steering(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         ),
     }
     for name, (short, long, example) in specs.items():
-        cmd = sub.add_parser(name, help=short, description=long, epilog=example)
+        cmd = add_command(sub, name, help=short, description=long, example=example.removeprefix("example: "))
         cmd.add_argument("ids", nargs="+", metavar="ID", help="video id(s), as in the manifest")
         if name in ("skip", "cancel"):
             cmd.add_argument("--reason", help="why (shown in status and the log)")
@@ -280,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
                 return ctl.steer(args.command, args.ids, args.wait, **extra)
             case "unskip" | "prioritize" | "redo":
                 return ctl.steer(args.command, args.ids, args.wait)
+            case "add":
+                return ctl.add(args.urls, args.limit, args.priority, args.dry_run, args.json, args.wait)
+            case "sources":
+                return ctl.sources(args.config, args.json)
     except CtlError as exc:
         ctl.console.print(f"[red]nkoctl:[/] {literal(exc)}", highlight=False)
         return exc.code

@@ -68,7 +68,7 @@ class QueueCommands(CtlBase):
         p = self.load()
         m = load_manifest(self.paths.root / "videos.jsonl")
         known = set(p.videos)
-        available = decide.available_entries(p, m.entries)
+        available = decide.available_entries(p, m.entries)  # the manifest and videos found by nkoctl add
         # Requests waiting in requests/ are shown applied (the daemon applies them before starting more).
         shown, queued = self.with_queued_requests(p, dict(available), self.daemon_pid())
         # Lines the daemon has not read yet would be added as pending at the end, in manifest order.
