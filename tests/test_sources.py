@@ -262,6 +262,35 @@ def test_discovered_videos_are_pending_and_runnable_with_the_manifest_line_winni
     assert available["Bbbbbbbbbbb"] is line and available["Aaaaaaaaaaa"]["url"] == YT + "Aaaaaaaaaaa"
 
 
+def test_available_entries_are_a_view_of_discovered_and_manifest_without_parsing_the_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merged entries behave as {**discovered, **manifest} (order, membership, length, priorities) and
+    parse a manifest line only when it is asked for."""
+    from nkod import manifest
+
+    path = tmp_path / "videos.jsonl"
+    path.write_bytes(
+        b'{"video_id":"m1","url":"https://x.example/1","priority":5}\n{"video_id":"d1","url":"https://x.example/d"}\n'
+    )
+    entries = manifest.load(path).entries
+    discovered = {"d1": {"video_id": "d1", "url": "https://y/", "priority": 9}, "d2": {"video_id": "d2", "priority": 2}}
+    view = decide.Available(discovered, entries)
+    assert list(view) == ["d2", "m1", "d1"] and len(view) == 3 and "d2" in view and "zz" not in view
+    assert view["d1"]["url"] == "https://x.example/d"  # the manifest's line wins
+    assert view.priorities == {"d2": 2, "m1": 5}
+    calls: list[str] = []
+    original = manifest.Entries.__getitem__
+
+    def counted(self: manifest.Entries, vid: str) -> dict[str, Any]:
+        calls.append(vid)
+        return original(self, vid)
+
+    monkeypatch.setattr(manifest.Entries, "__getitem__", counted)
+    assert "m1" in view and len(view) == 3 and view.priorities and list(view)
+    assert calls == []
+
+
 def test_discovered_videos_and_sources_survive_a_snapshot(tmp_path: Path) -> None:
     """Discovered entries and each source's refresh state go through a real snapshot file unchanged."""
     log_path, snap = tmp_path / "events.jsonl", tmp_path / "snapshot.json"
