@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,7 +185,7 @@ class CtlBase:
         doc["log_damaged"] = log_damaged
         return doc
 
-    def available_entries(self, p: Projector) -> dict[str, Any] | None:
+    def available_entries(self, p: Projector) -> Mapping[str, Any] | None:
         """The entries videos may run from, as the daemon sees them; None when the manifest cannot be read
         (then nothing is called removed)."""
         from nkod import decide
@@ -193,10 +194,10 @@ class CtlBase:
         m = load_manifest(self.paths.root / "videos.jsonl")
         if not m.readable or not (self.paths.root / "videos.jsonl").is_file():
             return None
-        return dict(decide.available_entries(p, m.entries))
+        return decide.available_entries(p, m.entries)  # a view: no line parsed until asked for
 
     def with_queued_requests(
-        self, p: Projector, available: dict[str, Any] | None, pid: int | None
+        self, p: Projector, available: Mapping[str, Any] | None, pid: int | None
     ) -> tuple[Projector, list[dict[str, Any]]]:
         """The state as it will be once the request files waiting in requests/ are applied (steering and
         retry requests), and a description of each: nkoctl status and plan show both."""

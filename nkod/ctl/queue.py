@@ -70,7 +70,7 @@ class QueueCommands(CtlBase):
         known = set(p.videos)
         available = decide.available_entries(p, m.entries)  # the manifest and videos found by nkoctl add
         # Requests waiting in requests/ are shown applied (the daemon applies them before starting more).
-        shown, queued = self.with_queued_requests(p, dict(available), self.daemon_pid())
+        shown, queued = self.with_queued_requests(p, available, self.daemon_pid())
         # Lines the daemon has not read yet would be added as pending at the end, in manifest order.
         new = [vid for vid in available if vid not in known and vid not in shown.videos]
         rows = decide.plan(shown.state(), available, datetime.now(UTC))
