@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from nkod import steering
 from nkod.state import Projector, State, Status, Video, parse_ts, try_parse_ts
@@ -245,8 +245,9 @@ def next_runnable(
     return chosen
 
 
-@dataclass(frozen=True)
-class PlanRow:
+class PlanRow(NamedTuple):
+    """One row of `plan` (a tuple: a million of them are made for a million-line manifest)."""
+
     video_id: str
     action: str  # run | wait | skip
     reason: str
@@ -254,14 +255,18 @@ class PlanRow:
 
 
 def plan(
-    state: State, available: Iterable[str] | Mapping[str, Any], now: datetime, max_wait: float = math.inf
+    state: State | Projector,
+    available: Iterable[str] | Mapping[str, Any],
+    now: datetime,
+    max_wait: float = math.inf,
 ) -> list[PlanRow]:
     """What the daemon would do with every video, in order (`nkoctl plan`, the seed's --dry-run).
 
-    `available`: the entries videos may run from (ids alone will do: then no entry priorities)."""
+    `available`: the entries videos may run from (ids alone will do: then no entry priorities). A
+    Projector is only read (its indexes give the order; a State gets them built)."""
     entries: Mapping[str, Any] = available if isinstance(available, Mapping) else dict.fromkeys(available)
     priorities = steering.entry_priorities(entries)
-    indexed = Projector(state)
+    indexed = state if isinstance(state, Projector) else Projector(state)
     runs: list[PlanRow] = []
     waits: list[PlanRow] = []
     rest: list[PlanRow] = []

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import orjson
 
+from nkod import gcpause
 from nkod.fsutil import open_regular
 
 MAX_ID_LEN = 64
@@ -26,6 +27,7 @@ MAX_LINE_BYTES = 1 << 20
 _SKIP_CHUNK = 1 << 16  # how much of an over-long line is held at once while it is skipped
 _BOM = b"\xef\xbb\xbf"  # Windows editors save "UTF-8" with it
 VIDEO_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_HTTP_URL = re.compile(r"(?i)^https?://")
 
 
 def id_problem(video_id: object) -> str | None:
@@ -142,13 +144,13 @@ def _problem_of(
         return Problem(name, number, f"line is {length} bytes (at most {MAX_LINE_BYTES})")
     if not line or line.startswith(b"#"):
         return None
-    try:
-        line.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return Problem(name, number, f"not UTF-8 (byte {exc.start})")
-    try:
+    try:  # orjson refuses bytes that are not UTF-8 too: the decode below only names where
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return Problem(name, number, f"not UTF-8 (byte {bad.start})")
         return Problem(name, number, f"not JSON: {exc}")
     if not isinstance(obj, dict):
         return Problem(name, number, f"expected a JSON object, got {type(obj).__name__}")
@@ -163,12 +165,12 @@ def _problem_of(
         return Problem(name, number, f"{vid}: needs 'path' or 'url'")
     if source_path is not None and (not isinstance(source_path, str) or not source_path):
         return Problem(name, number, f"{vid}: 'path' must be a non-empty string")
-    if url is not None and (not isinstance(url, str) or not re.match(r"(?i)^https?://", url)):
+    if url is not None and (not isinstance(url, str) or not _HTTP_URL.match(url)):
         return Problem(name, number, f"{vid}: 'url' must be an http(s) URL")
     priority = obj.get("priority", 0)
     if not isinstance(priority, int) or isinstance(priority, bool):
         return Problem(name, number, f"{vid}: 'priority' must be an integer (higher runs first), got {priority!r}")
-    if vid in manifest.entries:
+    if vid in manifest.lines:  # (the same ids as the entries; a plain dict is the cheaper lookup)
         first = manifest.lines[vid]
         return Problem(name, number, f"duplicate video_id {vid!r} (first on line {first})")
     return vid, line, priority
@@ -178,8 +180,9 @@ def parse(data: bytes | IO[bytes], path: Path) -> Manifest:
     """Parse manifest bytes, or read them from a binary file. A relative ``path`` is resolved against the
     manifest's directory."""
     manifest = Manifest(path=path, entries=Entries(os.path.dirname(path)))
-    for number, line, length, _complete in _lines(io.BytesIO(data) if isinstance(data, bytes) else data):
-        _take(manifest, number, line, length)
+    with gcpause.paused():  # a million lines kept, none in a reference cycle
+        for number, line, length, _complete in _lines(io.BytesIO(data) if isinstance(data, bytes) else data):
+            _take(manifest, number, line, length)
     return manifest
 
 
@@ -223,6 +226,10 @@ class Reader:
         self._partial: tuple[str | None, int] | None = None  # what an unfinished last line added (undone next)
 
     def read(self) -> Manifest:
+        with gcpause.paused():  # a million lines kept, none in a reference cycle
+            return self._read()
+
+    def _read(self) -> Manifest:
         self.added = []
         self.whole = True
         try:  # refuses a FIFO or a device at once

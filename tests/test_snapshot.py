@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
+
+import pytest
 
 from nkod import eventlog, snapshot
 from nkod.state import fold
@@ -87,3 +90,17 @@ def test_snapshot_ahead_of_a_truncated_log_is_ignored(tmp_path: Path) -> None:
         f.truncate(size - 10)
     r = snapshot.replay(log, snap)
     assert not r.snapshot_used
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'["a","b"]\n{"id":"a"}\n{"id":"c"}\n',  # a row of another video
+        b'["a","b"]\n{"id":"a"}\n[1]\n',  # not an object
+        b'["a","b","c"]\n{"id":"a"},{"id":"b"}\n{"id":"c"}\n',  # two rows on one line: joined they would pass
+    ],
+)
+def test_rows_that_do_not_match_their_ids_are_refused_even_with_a_good_checksum(body: bytes) -> None:
+    """All rows are parsed in one call, and each must still be the object of its id, in order."""
+    with pytest.raises(ValueError, match="video row"):
+        snapshot._Body(body, f"{zlib.crc32(body):08x}").all_rows()

@@ -63,6 +63,12 @@ class QueueCommands(CtlBase):
         return 0
 
     def plan(self, as_json: bool) -> int:
+        from nkod import gcpause
+
+        with gcpause.paused():  # a row per video: a million-line manifest makes millions of objects
+            return self._plan(as_json)
+
+    def _plan(self, as_json: bool) -> int:
         from nkod import decide
 
         p = self.load()
@@ -73,7 +79,7 @@ class QueueCommands(CtlBase):
         shown, queued = self.with_queued_requests(p, available, self.daemon_pid())
         # Lines the daemon has not read yet would be added as pending at the end, in manifest order.
         new = [vid for vid in available if vid not in known and vid not in shown.videos]
-        rows = decide.plan(shown.state(), available, datetime.now(UTC))
+        rows = decide.plan(shown, available, datetime.now(UTC))
         runs = [r for r in rows if r.action == "run"]
         others = [r for r in rows if r.action != "run"]
         rows = runs + [decide.PlanRow(v, "run", "new in the manifest") for v in new] + others
