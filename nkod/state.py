@@ -489,6 +489,8 @@ def _mutate_video_completed(p: Projector, e: Event) -> None:
     v.retry_delay = None
     v.redo = False
     v.entry_changed = False  # completed from the entry it has now
+    v.skipped = False  # a cancel (skip) that came as it completed must not keep a later redo from running
+    v.skip_reason = None
     p._settle(v, old, old_counts)
     p.completed_by_nkod += 1
 

@@ -325,3 +325,18 @@ def test_preview_applies_drafts_without_touching_the_state() -> None:
     p = state({"type": "videos_added", "video_ids": ["a"]})
     shown = steering.preview(p, [{"type": "video_skipped", "video_id": "a", "reason": "r"}], "2026-01-01T00:00:00Z")
     assert shown.videos["a"].skipped and not p.videos["a"].skipped
+
+
+def test_a_video_that_completes_despite_a_cancel_is_not_left_skipped() -> None:
+    """A cancel (skip) that reaches a video as it completes: the video is completed, not skipped, so a
+    later redo runs it."""
+    p = state(
+        {"type": "videos_added", "video_ids": ["a"]},
+        {"type": "video_started", "video_id": "a", "attempt": 1},
+        {"type": "video_cancel_requested", "video_id": "a", "requeue": False},
+        {"type": "video_skipped", "video_id": "a", "reason": "cancelled"},
+        completed("a"),
+        {"type": "video_redo_requested", "video_id": "a"},
+    )
+    assert not p.videos["a"].skipped
+    assert decide.next_runnable(p, {"a": {}}, NOW, 1) == ["a"]
