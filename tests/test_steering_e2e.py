@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.helpers import DataDir, env, kill9, wait_for
@@ -341,3 +342,19 @@ def test_a_request_no_video_can_take_is_rejected_with_the_reason(d: DataDir) -> 
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_plan_and_status_before_nkod_ever_ran_show_new_lines_with_the_queued_requests_applied(d: DataDir) -> None:
+    """With no log yet and requests queued: plan places the manifest's lines as nkod will (added, then the
+    requests applied: the prioritized one first, the skipped one apart), and status counts all of them."""
+    d.manifest([{"video_id": "a"}, {"video_id": "b"}, {"video_id": "c"}])
+    assert d.ctl("prioritize", "c").returncode == 0
+    assert d.ctl("skip", "b").returncode == 0
+    r = d.ctl("plan", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = orjson.loads(r.stdout)
+    assert [(row["video_id"], row["action"]) for row in rows] == [("c", "run"), ("a", "run"), ("b", "skip")]
+    assert all("new in the manifest" in row["reason"] for row in rows)
+    doc = d.status()
+    assert doc["total"] == 3 and doc["pending"] == 2 and [s["id"] for s in doc["skipped"]] == ["b"]
+    assert [req["type"] for req in doc["pending_requests"]] == ["prioritize", "skip"]

@@ -175,12 +175,21 @@ class CtlBase:
         if not spool.pending(self.paths.requests):
             doc = views.status_doc(p, datetime.now(UTC), pid, activity, session, summary)
         else:  # shown as they will be once applied: then status needs every video, not the summary
+            from nkod import steering
+
             if summary is not None:
                 p = self.load()
+            log_seq = p.seq
             available = self.available_entries(p)
+            # As the daemon will apply them: the manifest lines it has not read yet first, then the requests.
+            new = [vid for vid in available or () if vid not in p.videos]
+            if new:
+                p = steering.preview(
+                    p, [{"type": "videos_added", "video_ids": new}], p.last_ts or "1970-01-01T00:00:00Z"
+                )
             shown, queued = self.with_queued_requests(p, available, pid)
             doc = views.status_doc(shown, datetime.now(UTC), pid, activity, session)
-            doc["seq"] = p.seq  # the log's, not the preview's
+            doc["seq"] = log_seq  # the log's, not the preview's
             doc["pending_requests"] = queued
         doc["log_damaged"] = log_damaged
         return doc

@@ -69,26 +69,28 @@ class QueueCommands(CtlBase):
             return self._plan(as_json)
 
     def _plan(self, as_json: bool) -> int:
-        from nkod import decide
+        from nkod import decide, steering
 
         p = self.load()
         m = load_manifest(self.paths.root / "videos.jsonl")
-        known = set(p.videos)
         available = decide.available_entries(p, m.entries)  # the manifest and videos found by nkoctl add
-        # Requests waiting in requests/ are shown applied (the daemon applies them before starting more).
+        # Lines the daemon has not read yet: it adds them as pending (in manifest order) when it reads the
+        # manifest, before it applies the requests waiting in requests/; both are shown done, in that order.
+        new = [vid for vid in available if vid not in p.videos]
+        if new:
+            p = steering.preview(p, [{"type": "videos_added", "video_ids": new}], p.last_ts or "1970-01-01T00:00:00Z")
         shown, queued = self.with_queued_requests(p, available, self.daemon_pid())
-        # Lines the daemon has not read yet would be added as pending at the end, in manifest order.
-        new = [vid for vid in available if vid not in known and vid not in shown.videos]
-        rows = decide.plan(shown, available, datetime.now(UTC))
-        runs = [r for r in rows if r.action == "run"]
-        others = [r for r in rows if r.action != "run"]
-        rows = runs + [decide.PlanRow(v, "run", "new in the manifest") for v in new] + others
+        fresh = set(new)
+        rows = [
+            r._replace(reason=r.reason + " (new in the manifest)") if r.video_id in fresh else r
+            for r in decide.plan(shown, available, datetime.now(UTC))
+        ]
         # (on stderr: plan --json stays a list of rows)
         if shown.paused:
             self.console.print("[yellow]paused:[/] nothing starts until `nkoctl resume`", highlight=False)
         for req in queued:
-            ids = ", ".join(req.get("video_ids") or [])
-            self.console.print(f"[yellow]request {req['type']} {ids}[/]: {req['state']}", highlight=False)
+            target = "".join(f" {vid}" for vid in req.get("video_ids") or [])
+            self.console.print(f"[yellow]request {req['type']}{target}[/]: {req['state']}", highlight=False)
         if as_json:
             doc = [
                 {"video_id": r.video_id, "action": r.action, "reason": r.reason}
