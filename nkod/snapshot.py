@@ -16,6 +16,7 @@ videos the log's tail touches are found by line number without parsing the other
 
 from __future__ import annotations
 
+import functools
 import os
 import zlib
 from collections.abc import Callable
@@ -91,7 +92,8 @@ def state_to_doc(state: State | Projector) -> dict[str, Any]:
     return doc
 
 
-def _make_row_reader() -> Callable[[dict[str, Any]], Video]:
+@functools.cache
+def _row_reader() -> Callable[[dict[str, Any]], Video]:
     """The body of `_video_from_row`, one statement per field (generated, as dataclasses generates
     ``__init__``): a loop over the fields cost ~5 µs a row, most of loading a million-video snapshot."""
     env: dict[str, Any] = {"_new": _new, "_set": _set, "Video": Video, "_STATUS": _STATUS, "_proxy": MappingProxyType}
@@ -114,15 +116,12 @@ def _make_row_reader() -> Callable[[dict[str, Any]], Video]:
     return reader
 
 
-_read_row = _make_row_reader()
-
-
 def _video_from_row(row: dict[str, Any]) -> Video:
     """One snapshot row as a Video: like ``Video(**kwargs)`` without the per-call keyword handling
     (loading 100k rows is most of a status call). Unknown statuses and bad counts raise as before."""
     if not isinstance(row, dict):
         raise TypeError(f"video row is {type(row).__name__}, not an object")
-    return _read_row(row)
+    return _row_reader()(row)
 
 
 def state_from_doc(doc: dict[str, Any]) -> State:

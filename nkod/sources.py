@@ -14,7 +14,6 @@ are not unique (a generic page or feed: ``clip``, ``page-1``) and any id that is
 
 from __future__ import annotations
 
-import hashlib
 import re
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -54,6 +53,8 @@ def site_name(extractor: object) -> str:
 
 
 def url_hash(url: str) -> str:
+    import hashlib  # (only when an id is derived: not at import time)
+
     return hashlib.sha1(url.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 

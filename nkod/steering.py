@@ -8,7 +8,6 @@ cannot apply to are refused with the reason, never silently dropped.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -160,6 +159,8 @@ def entry_fingerprint(entry: Mapping[str, Any]) -> str:
         data = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
     except TypeError:
         data = repr(sorted(body.items(), key=lambda kv: kv[0])).encode()
+    import hashlib  # (not at import time: nkoctl status never needs it, and it costs ~8 ms)
+
     return hashlib.sha256(data).hexdigest()[:16]
 
 

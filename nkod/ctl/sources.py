@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from nkod import eventlog, spool
 from nkod.ctl.base import EXIT_ERROR, EXIT_USAGE, CtlBase, CtlError
 from nkod.errors import ConfigError, LogError
-from nkod.manifest import load as load_manifest
-from nkod.sources import Discovery, Known, discover_drafts, is_http_url
+
+if TYPE_CHECKING:  # nkoctl's other commands should not pay for yt-dlp's helpers and URL parsing
+    from nkod.sources import Discovery
 
 SYSTEM_CONFIG = Path("/etc/nkod/nkod.toml")
 
@@ -23,6 +24,8 @@ class SourcesCommands(CtlBase):
         """List each URL (yt-dlp, flat), then ask the daemon to add what is not known yet. All or nothing:
         if any URL cannot be listed, nothing is sent."""
         from nkod.expand import ListingError, list_url
+        from nkod.manifest import load as load_manifest
+        from nkod.sources import Known, discover_drafts, is_http_url
 
         for url in urls:
             if not is_http_url(url):
