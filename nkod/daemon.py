@@ -582,7 +582,7 @@ class Daemon:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(self._wake_r, 4096):
                         pass
-            else:
+            elif isinstance(key.data, Job):  # registered by the executor for one of its jobs
                 self.executor.readable(key.fd, key.data)
 
     def _work_left(self) -> bool:
