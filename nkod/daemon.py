@@ -19,12 +19,9 @@ import selectors
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -36,12 +33,14 @@ from nkod import __version__, decide, eventlog, lock, manifest, snapshot, source
 from nkod.config import Config, load_config
 from nkod.decide import Committed, Draft, Outcome, RetryPolicy
 from nkod.errors import ConfigError, LockHeldError, LogError, StorageError
+from nkod.executors.base import Executor, Job
+from nkod.executors.local import LocalExecutor
 from nkod.fsutil import atomic_write, fsync_dir, permission_problem, read_regular
 from nkod.hooks import Hooks
 from nkod.logs import get as get_logger
 from nkod.notify import Notifier
 from nkod.paths import Paths
-from nkod.processor import ERROR_KINDS, coerce_retry_after, load_processor, normalise_counts
+from nkod.processor import load_processor, normalise_counts
 from nkod.refresher import Finished, Refresher, RefreshStartError
 from nkod.state import Projector, Status, Video, format_ts
 
@@ -85,47 +84,6 @@ def read_committed(output_dir: Path) -> Committed | None:
         return None
 
 
-def outcome_from_message(msg: object) -> Outcome | None:
-    """How a worker says its video ended (a ``result`` or ``error`` message), checked: a worker message is
-    untrusted (a processor can write to any fd; the worker can be another version). A bad result fails the
-    video, naming the key and value; a bad ``retry_after`` is ignored. None if `msg` is not an ending."""
-    if not isinstance(msg, dict):
-        return None
-    if msg.get("type") == "result":
-        try:
-            counts = normalise_counts(msg.get("counts"))
-        except ValueError as exc:
-            return Outcome(ok=False, kind="permanent", error=f"bad result from the processor: {exc}")
-        return Outcome(ok=True, counts=counts)
-    if msg.get("type") == "error":
-        kind = msg.get("kind")
-        error = msg.get("error")
-        if not isinstance(error, str):
-            error = "no error text" if error is None else f"error text {error!r}"
-        if kind not in ERROR_KINDS:
-            error = f"{error} (unknown failure kind {kind!r}: recorded permanent)"
-            kind = "permanent"
-        return Outcome(ok=False, kind=str(kind), error=error, retry_after=coerce_retry_after(msg.get("retry_after")))
-    return None
-
-
-def kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    """Signal a worker's whole process group (it leads its own), so what its processor started goes too."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-
-
-def worker_exited(proc: subprocess.Popen[bytes]) -> bool:
-    """Has the worker exited? Asked without reaping it: until it is reaped its pid, which is its process
-    group's id, cannot be reused, so what it left behind can still be killed by group safely."""
-    if proc.returncode is not None:
-        return True
-    try:
-        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:  # reaped already
-        return proc.poll() is not None
-
-
 def remove_work(path: Path) -> None:
     """Remove a work dir, or whatever a processor left in its place (a file, a link); best effort."""
     if path.is_dir() and not path.is_symlink():
@@ -142,25 +100,6 @@ class CommitRefused(Exception):
     def __init__(self, message: str, kind: str = "permanent") -> None:
         super().__init__(message)
         self.kind = kind
-
-
-@dataclass
-class Job:
-    video_id: str
-    attempt: int
-    started_seq: int
-    workdir: Path
-    proc: subprocess.Popen[bytes]
-    fd: int
-    started: float  # monotonic
-    deadline: float | None
-    buffer: bytes = b""
-    outcome: Outcome | None = None
-    progress: dict[str, Any] = field(default_factory=dict)
-    stop_reason: str | None = None  # set when we stop it: then it ends interrupted (or timed out)
-    timed_out: bool = False
-    kill_at: float | None = None
-    pidfd: int = -1  # readable when the worker exits: wakes the loop to reap it at once
 
 
 class Daemon:
@@ -209,6 +148,7 @@ class Daemon:
         self._watch_stop = threading.Event()
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self.executor: Executor = LocalExecutor(self._selector)
         self._events_since_snapshot = 0
         self._views_seq = -1
         self._views_due = 0.0
@@ -659,8 +599,9 @@ class Daemon:
 
     def _timeout(self) -> float:
         t = 0.5
-        if any(j.fd < 0 and j.pidfd < 0 for j in self.jobs.values()):
-            t = 0.01  # a worker closed its pipe but cannot wake us (no pidfd): it is about to exit
+        short = self.executor.poll_interval(list(self.jobs.values()))
+        if short is not None:
+            t = min(t, short)
         if self.notifier.watchdog_interval is not None:
             t = min(t, self.notifier.watchdog_interval / 2)
         return t
@@ -671,9 +612,8 @@ class Daemon:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(self._wake_r, 4096):
                         pass
-            elif key.fd == key.data.fd:
-                self._read_job(key.data)
-            # else: a worker's pidfd: it exited; the next pass reaps it
+            elif isinstance(key.data, Job):  # registered by the executor for one of its jobs
+                self.executor.readable(key.fd, key.data)
 
     def _work_left(self) -> bool:
         """For --once: is anything still to run in this process (including videos in backoff)?"""
@@ -749,7 +689,6 @@ class Daemon:
 
     def _spawn_worker(self, vid: str, event: dict[str, Any]) -> None:
         workdir = self.work / vid
-        r, w = os.pipe()
         job_spec = {
             "video": self.available()[vid],
             "workdir": str(workdir),
@@ -758,92 +697,29 @@ class Daemon:
             "settings": dict(self.config.pipeline),
             "attempt": event["attempt"],
             "workers": self.config.daemon.workers,
-            "msg_fd": w,
-            "parent_pid": os.getpid(),
         }
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_"))}
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "nkod.worker"],
-                stdin=subprocess.PIPE,
-                stdout=sys.stderr.fileno(),
-                pass_fds=(w,),
-                env=env,
-                cwd=str(workdir),
-                process_group=0,  # a terminal's Ctrl+C goes to the daemon only, which drains
-            )
-        except OSError:  # no process could be made (fds, memory): the caller records a transient failure
-            os.close(r)
-            raise
-        finally:
-            os.close(w)
-        assert proc.stdin is not None
-        try:
-            proc.stdin.write(orjson.dumps(job_spec))
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass  # the worker died at once; reaping records why
-        except OSError:
-            kill_group(proc, signal.SIGKILL)
-            proc.wait()
-            os.close(r)
-            raise
-        os.set_blocking(r, False)
         timeout = self.config.daemon.video_timeout
         now = self.clock()
-        job = Job(vid, event["attempt"], event["seq"], workdir, proc, r, now, now + timeout if timeout else None)
+        job = self.executor.new_job(
+            video_id=vid,
+            attempt=event["attempt"],
+            started_seq=event["seq"],
+            workdir=workdir,
+            started=now,
+            deadline=now + timeout if timeout else None,
+        )
+        self.executor.start(job, job_spec)
         self.jobs[vid] = job
-        self._selector.register(r, selectors.EVENT_READ, job)
-        with contextlib.suppress(OSError, AttributeError):  # pidfd_open: Linux 5.3+
-            job.pidfd = os.pidfd_open(proc.pid)
-            self._selector.register(job.pidfd, selectors.EVENT_READ, job)
 
     # -- worker messages and endings --------------------------------------------------------------
-    def _read_job(self, job: Job) -> None:
-        try:
-            chunk = os.read(job.fd, 65536)
-        except BlockingIOError:
-            return
-        if not chunk:
-            self._selector.unregister(job.fd)
-            os.close(job.fd)
-            job.fd = -1
-            return
-        job.buffer += chunk
-        *lines, job.buffer = job.buffer.split(b"\n")
-        for line in lines:
-            try:
-                msg = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(msg, dict):
-                continue
-            if msg.get("type") == "progress":
-                job.progress = {k: v for k, v in msg.items() if k != "type"}
-            else:
-                job.outcome = outcome_from_message(msg) or job.outcome
-
     def _reap_jobs(self) -> None:
         """Record how each exited worker ended. Outputs are committed one by one; the events of all the
         workers reaped in this pass go in one append (group commit: one fsync however many finished)."""
         drafts: list[Draft] = []
         storage_error: str | None = None
         for job in list(self.jobs.values()):
-            if not worker_exited(job.proc):
+            if not self.executor.collect(job):
                 continue
-            kill_group(job.proc, signal.SIGKILL)  # what its processor started and left behind
-            job.proc.wait()  # reaps it (it has exited)
-            while job.fd >= 0:  # drain what the worker said before exiting
-                before = job.fd
-                self._read_job(job)
-                if job.fd == before and not self._fd_has_data(job.fd):
-                    break
-            for fd in (job.fd, job.pidfd):
-                if fd >= 0:
-                    self._selector.unregister(fd)
-                    os.close(fd)
-            job.fd = job.pidfd = -1
             del self.jobs[job.video_id]
             try:
                 drafts.extend(self._finish(job))
@@ -859,20 +735,11 @@ class Daemon:
         if storage_error is not None:
             raise StorageError(storage_error)
 
-    @staticmethod
-    def _fd_has_data(fd: int) -> bool:
-        sel = selectors.DefaultSelector()
-        try:
-            sel.register(fd, selectors.EVENT_READ)
-            return bool(sel.select(0))
-        finally:
-            sel.close()
-
     def _finish(self, job: Job) -> list[Draft]:
         """The event recording how `job` ended (its output committed first, if it succeeded)."""
         video = self.projector.videos[job.video_id]
         outcome = job.outcome
-        code = job.proc.returncode
+        code = job.returncode
         if outcome is not None and outcome.ok:
             try:
                 self._commit(job)
@@ -890,6 +757,7 @@ class Daemon:
         elif job.stop_reason is not None:
             return [decide.interrupted_draft(video, job.stop_reason)]
         elif outcome is None:
+            assert code is not None
             how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
             outcome = Outcome(ok=False, kind="transient", error=f"worker process died ({how}) without a result")
         return decide.outcome_drafts(video, outcome, self.policy, self.now())
@@ -962,8 +830,8 @@ class Daemon:
                 job.timed_out = True
                 self.log.warning("video_timeout", video_id=job.video_id, seconds=self.config.daemon.video_timeout)
                 self._terminate(job, "timeout")
-            if job.kill_at is not None and now >= job.kill_at and not worker_exited(job.proc):
-                kill_group(job.proc, signal.SIGKILL)
+            if job.kill_at is not None and now >= job.kill_at and self.executor.running(job):
+                self.executor.kill(job)
         if self.stopping:
             remaining = self.stop_deadline - now
             if remaining <= 0:
@@ -977,8 +845,7 @@ class Daemon:
 
     def _terminate(self, job: Job, reason: str) -> None:
         job.stop_reason = reason
-        if not worker_exited(job.proc):
-            kill_group(job.proc, signal.SIGTERM)
+        self.executor.terminate(job)
         job.kill_at = self.clock() + TERM_GRACE
 
     def _begin_stop(self, now: float) -> None:
@@ -998,9 +865,9 @@ class Daemon:
         for job in self.jobs.values():
             job.stop_reason = job.stop_reason or reason
             job.kill_at = self.clock()
-            kill_group(job.proc, signal.SIGKILL)
+            self.executor.kill(job)
         for job in list(self.jobs.values()):
-            job.proc.wait()
+            self.executor.wait(job)
         try:
             self._reap_jobs()
         except StorageError as exc:
