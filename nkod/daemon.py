@@ -34,7 +34,7 @@ from nkod.config import Config, load_config
 from nkod.decide import Committed, Draft, Outcome, RetryPolicy
 from nkod.errors import ConfigError, LockHeldError, LogError, StorageError
 from nkod.executors.base import Executor, Job
-from nkod.executors.local import LocalExecutor
+from nkod.executors.local import LocalExecutor, child_env
 from nkod.fsutil import atomic_write, fsync_dir, permission_problem, read_regular
 from nkod.hooks import Hooks
 from nkod.logs import get as get_logger
@@ -171,7 +171,7 @@ class Daemon:
         self._state_lock = threading.Lock()  # held while the projector changes: metrics read it from their thread
         self._metrics: MetricsServer | None = None
         self.hooks = Hooks(lambda: self.config.hooks, self.paths.root, self.log, clock)
-        self.refresher = Refresher(clock, self._child_env())
+        self.refresher = Refresher(clock, child_env())
 
     def available(self) -> Mapping[str, Mapping[str, Any]]:
         """The entries videos may run from (video_id → entry), for scheduling and spawning: the manifest's
@@ -183,13 +183,6 @@ class Daemon:
     def policy(self) -> RetryPolicy:
         d = self.config.daemon
         return RetryPolicy(d.max_attempts, d.backoff_initial, d.backoff_factor, d.backoff_max)
-
-    # -- what can run ------------------------------------------------------------------------------
-    @staticmethod
-    def _child_env() -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_"))}
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        return env
 
     # -- the log ----------------------------------------------------------------------------------
     def append(self, drafts: list[Draft]) -> list[dict[str, Any]]:

@@ -36,6 +36,14 @@ def worker_exited(proc: subprocess.Popen[bytes]) -> bool:
         return proc.poll() is not None
 
 
+def child_env() -> dict[str, str]:
+    """The environment of nkod's child processes (workers, source listings): systemd's notify socket and
+    watchdog are the daemon's alone, and output is unbuffered so a killed child's last lines are not lost."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_"))}
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
 @dataclass
 class LocalJob(Job):
     proc: subprocess.Popen[bytes] | None = None
@@ -62,8 +70,7 @@ class LocalExecutor:
         assert isinstance(job, LocalJob)
         r, w = os.pipe()
         spec = {**spec, "msg_fd": w, "parent_pid": os.getpid()}
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_"))}
-        env.setdefault("PYTHONUNBUFFERED", "1")
+        env = child_env()
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "nkod.worker"],
