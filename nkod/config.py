@@ -21,6 +21,7 @@ from nkod.tomltable import Check, check_values, in_range, nonempty, one_of, pars
 
 MAX_CONFIG_BYTES = 16 << 20  # a config is a few lines; a bound on what a wrong file can cost
 LOG_FORMATS = ("auto", "console", "journal", "plain", "json")
+EXECUTORS = ("local", "dask")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class DaemonConfig:
     rescan_interval: float = 5.0
     log_format: str = "auto"
     metrics_listen: str = ""  # HOST:PORT of the Prometheus endpoint; empty: off
+    executor: str = "local"  # where videos run: "local" (child processes) or "dask" (a cluster: see [dask])
 
     def validate(self, source: str) -> None:
         check_values(self, source, "daemon", DAEMON_CHECKS)
@@ -88,7 +90,61 @@ DAEMON_CHECKS: dict[str, Check] = {
     "rescan_interval": in_range(0, open_low=True),
     "log_format": one_of(LOG_FORMATS),
     "metrics_listen": _listen_address,
+    "executor": one_of(EXECUTORS),
 }
+
+
+@dataclass(frozen=True)
+class DaskConfig:
+    """``[dask]``: the cluster that runs videos when ``[daemon] executor = "dask"``. Times are seconds."""
+
+    scheduler_address: str = ""  # tcp://HOST:PORT of the running `dask scheduler`
+    scheduler_file: str = ""  # or the JSON file `dask scheduler --scheduler-file` writes
+    shared_dir: str = ""  # mounted at the same path on every host: staging/ and cache/ live here
+    orphan_grace: float = 60.0  # scheduler lost: how long a running video may still deliver its output
+    connect_timeout: float = 10.0  # for each connection attempt to the scheduler
+
+
+def _scheduler_address(value: Any) -> str | None:
+    if value == "":
+        return None
+    scheme, sep, rest = value.partition("://")
+    host, colon, port = rest.rpartition(":")
+    if not sep or scheme not in ("tcp", "tls", "inproc", "ws", "wss") or not host or not colon or not port.isdigit():
+        return f"must be like tcp://HOST:PORT (e.g. tcp://127.0.0.1:8786), got {value!r}"
+    return None
+
+
+def _absolute_path(value: Any) -> str | None:
+    if value == "":
+        return None
+    return None if Path(value).is_absolute() else f"must be an absolute path (the same on every host), got {value!r}"
+
+
+DASK_CHECKS: dict[str, Check] = {
+    "scheduler_address": _scheduler_address,
+    "scheduler_file": _absolute_path,
+    "shared_dir": _absolute_path,
+    "orphan_grace": in_range(0),
+    "connect_timeout": in_range(0, open_low=True),
+}
+
+
+def check_dask(daemon: DaemonConfig, dask: DaskConfig, source: str) -> None:
+    """With ``executor = "dask"`` the cluster must be named, and the shared directory given."""
+    if daemon.executor != "dask":
+        return
+    if bool(dask.scheduler_address) == bool(dask.scheduler_file):
+        raise ConfigError(
+            source,
+            "dask.scheduler_address",
+            'executor = "dask" needs the scheduler: give scheduler_address (tcp://HOST:PORT) or scheduler_file,'
+            " not both",
+        )
+    if not dask.shared_dir:
+        raise ConfigError(
+            source, "dask.shared_dir", 'executor = "dask" needs a directory mounted at the same path on every host'
+        )
 
 
 @dataclass(frozen=True)
@@ -149,6 +205,7 @@ class Config:
     source: str = "<defaults>"
     hooks: HooksConfig = field(default_factory=HooksConfig)
     sources: tuple[SourceConfig, ...] = ()
+    dask: DaskConfig = field(default_factory=DaskConfig)
 
 
 def _daemon_from_table(table: Mapping[str, Any], source: str) -> DaemonConfig:
@@ -166,8 +223,8 @@ def validate_pipeline(table: Mapping[str, Any], source: str) -> None:
 
 def config_from_mapping(doc: Mapping[str, Any], source: str) -> Config:
     for key in doc:
-        if key not in ("daemon", "pipeline", "hooks", "sources"):
-            raise ConfigError(source, key, "unknown table (known: daemon, pipeline, hooks, sources)")
+        if key not in ("daemon", "pipeline", "hooks", "sources", "dask"):
+            raise ConfigError(source, key, "unknown table (known: daemon, pipeline, hooks, sources, dask)")
     daemon_table = doc.get("daemon", {})
     pipeline_table = doc.get("pipeline", {})
     if not isinstance(daemon_table, Mapping):
@@ -182,7 +239,12 @@ def config_from_mapping(doc: Mapping[str, Any], source: str) -> Config:
         raise ConfigError(source, "hooks", "must be a table")
     hooks: HooksConfig = parse_table(HooksConfig, hooks_table, source, "hooks", HOOKS_CHECKS)
     sources = _sources_from_list(doc.get("sources", []), source)
-    return Config(daemon=daemon, pipeline=dict(pipeline_table), source=source, hooks=hooks, sources=sources)
+    dask_table = doc.get("dask", {})
+    if not isinstance(dask_table, Mapping):
+        raise ConfigError(source, "dask", "must be a table")
+    dask: DaskConfig = parse_table(DaskConfig, dask_table, source, "dask", DASK_CHECKS)
+    check_dask(daemon, dask, source)
+    return Config(daemon=daemon, pipeline=dict(pipeline_table), source=source, hooks=hooks, sources=sources, dask=dask)
 
 
 def load_config(path: Path | None) -> Config:
@@ -202,16 +264,27 @@ def load_config(path: Path | None) -> Config:
     return config_from_mapping(doc, str(path))
 
 
+DASK_FLAGS = ("scheduler_address", "shared_dir")  # [dask] keys a command-line flag may set
+
+
 def with_overrides(config: Config, **overrides: Any) -> Config:
     """Apply command-line overrides (None means not given) and validate again."""
     given = {k: v for k, v in overrides.items() if v is not None}
     if not given:
         return config
+    dask_given = {k: given.pop(k) for k in DASK_FLAGS if k in given}
     daemon = dataclasses.replace(config.daemon, **given)
     daemon.validate("command line")
     if daemon.processor == BUILTIN_PROCESSOR and config.daemon.processor != BUILTIN_PROCESSOR:
         validate_pipeline(config.pipeline, config.source)
-    return dataclasses.replace(config, daemon=daemon)
+    dask = config.dask
+    if dask_given:
+        if "scheduler_address" in dask_given:  # the flag names the cluster: a file's scheduler_file gives way
+            dask_given["scheduler_file"] = ""
+        dask = dataclasses.replace(dask, **dask_given)
+        check_values(dask, "command line", "dask", DASK_CHECKS)
+    check_dask(daemon, dask, "command line" if given.get("executor") or dask_given else config.source)
+    return dataclasses.replace(config, daemon=daemon, dask=dask)
 
 
 def _toml_value(value: object) -> str:
@@ -236,6 +309,10 @@ def render_toml(config: Config, pipeline_effective: Mapping[str, Any] | None = N
     lines.extend(_render_table("pipeline", pipeline))
     lines.append("")
     lines.extend(_render_table("hooks", dataclasses.asdict(config.hooks)))
+    if config.daemon.executor == "dask" or config.dask != DaskConfig():
+        lines.append("")
+        lines.append("[dask]")
+        lines.extend(f"{f.name} = {_toml_value(getattr(config.dask, f.name))}" for f in dataclasses.fields(DaskConfig))
     for src in config.sources:
         lines.append("")
         lines.append("[[sources]]")

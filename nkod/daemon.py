@@ -13,6 +13,7 @@ A transition is acted on only once its event is durable; an output is renamed in
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import selectors
@@ -33,7 +34,7 @@ from nkod import __version__, decide, eventlog, lock, manifest, snapshot, source
 from nkod.config import Config, load_config
 from nkod.decide import Committed, Draft, Outcome, RetryPolicy
 from nkod.errors import ConfigError, LockHeldError, LogError, StorageError
-from nkod.executors.base import Executor, Job
+from nkod.executors.base import TERM_GRACE, Executor, Job
 from nkod.executors.local import LocalExecutor, child_env
 from nkod.fsutil import atomic_write, fsync_dir, permission_problem, read_regular
 from nkod.hooks import Hooks
@@ -56,7 +57,6 @@ EXIT_STORAGE = 75  # EX_TEMPFAIL: systemd restarts us later, by which time space
 # EX_NOPERM: a file of ours that we may not read or write (its owner or mode, e.g. after `sudo` edits):
 # restarting cannot fix it, so the unit's RestartPreventExitStatus= lists it; the message says the fix.
 EXIT_NOPERM = 77
-TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a worker being stopped
 # The disk, not the video: the daemon stops with EXIT_STORAGE and systemd retries later.
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 # The system is short of something for a while (fds, memory, processes): a video that cannot start now
@@ -356,12 +356,16 @@ class Daemon:
                 kept_in=str(kept),
             )
         self.projector.offset = replay.scan.end_offset
+        log_id = self.projector.log_id or os.urandom(8).hex()
+        code = self._start_executor(log_id)
+        if code is not None:
+            return code
         try:
             self.writer = eventlog.LogWriter(
                 self.paths.log, replay.scan.last_seq + 1, self.failpoints, self._head_crc(replay)
             )
             if self.projector.seq == 0:
-                self.append([{"type": "log_created", "log_id": os.urandom(8).hex(), "nkod_version": __version__}])
+                self.append([{"type": "log_created", "log_id": log_id, "nkod_version": __version__}])
             session_t0 = self.clock()
             self.append(
                 [
@@ -391,7 +395,9 @@ class Daemon:
                         }
                     ]
                 )
-            self.append(decide.recover(self.projector, self._committed_for_running()))
+            committed = self._committed_for_running()
+            self._reattach(committed)
+            self.append(decide.recover(self.projector, committed, still_running=self.jobs.keys()))
             self._clean_work()
         except StorageError as exc:
             return self._storage_exit(exc)
@@ -463,6 +469,53 @@ class Daemon:
             self._wake()
             return
         self.log.info("log_verified", lines=result.lines, bytes=result.end_offset)
+
+    def _start_executor(self, log_id: str) -> int | None:
+        """``executor = "dask"``: reach the cluster before anything is written (None: ready; else the exit
+        code: 75 if the scheduler cannot be reached, so systemd tries again; 2 for what a person must fix)."""
+        if self.config.daemon.executor != "dask":
+            return None
+        from nkod.executors.dask import ClusterSetupError, ClusterUnavailable, DaskExecutor
+
+        try:
+            executor = DaskExecutor(self.config.dask, log_id, self.clock, self._wake, self.log)
+            executor.connect()
+            executor.check_output_dir(self.paths.output)
+        except ClusterSetupError as exc:
+            self.log.error("dask_setup_failed", error=str(exc), config=self.config.source)
+            return EXIT_USAGE
+        except ClusterUnavailable as exc:
+            self.log.error(
+                "dask_unreachable",
+                error=str(exc),
+                key="dask.scheduler_address" if self.config.dask.scheduler_address else "dask.scheduler_file",
+                address=exc.address,
+                hint="start the scheduler (dask scheduler), or fix the address; systemd tries again",
+            )
+            return EXIT_STORAGE
+        self.executor = executor
+        self.log.info("dask_connected", **executor.describe())
+        return None
+
+    def _reattach(self, committed: Mapping[str, Committed]) -> None:
+        """Videos the log says are running whose attempt the executor still runs (a cluster outlives the
+        daemon) or finished while we were down: they are collected as usual, not recorded interrupted."""
+        now = self.clock()
+        timeout = self.config.daemon.video_timeout
+        candidates = [
+            self.executor.new_job(
+                video_id=vid,
+                attempt=v.attempt,
+                started_seq=v.started_seq,
+                workdir=self.work / vid,
+                started=now,
+                deadline=now + timeout if timeout else None,
+            )
+            for vid, v in self.projector.videos.items()
+            if v.status is Status.RUNNING and not (vid in committed and committed[vid].started_seq == v.started_seq)
+        ]
+        for job in self.executor.reattach(candidates):
+            self.jobs[job.video_id] = job
 
     def _committed_for_running(self) -> dict[str, Committed]:
         found: dict[str, Committed] = {}
@@ -621,7 +674,7 @@ class Daemon:
     # -- starting work ------------------------------------------------------------------------------
     def _start_jobs(self) -> None:
         free = self.config.daemon.workers - len(self.jobs)
-        if free <= 0:
+        if free <= 0 or not self.executor.ready():
             return
         # Running videos are in neither index, so what next_runnable returns is never already running.
         mono = self.clock()
@@ -638,7 +691,7 @@ class Daemon:
             return
         for vid in picks:
             self._retry_due.pop(vid, None)
-        for vid in picks:
+        for vid in picks if self.executor.stages_locally else ():
             workdir = self.work / vid
             if workdir.is_dir() and not workdir.is_symlink():
                 shutil.rmtree(workdir)
@@ -709,11 +762,13 @@ class Daemon:
         """Record how each exited worker ended. Outputs are committed one by one; the events of all the
         workers reaped in this pass go in one append (group commit: one fsync however many finished)."""
         drafts: list[Draft] = []
+        ended: list[Job] = []
         storage_error: str | None = None
         for job in list(self.jobs.values()):
             if not self.executor.collect(job):
                 continue
             del self.jobs[job.video_id]
+            ended.append(job)
             try:
                 drafts.extend(self._finish(job))
             except StorageError as exc:  # record what is already committed, then stop
@@ -725,6 +780,8 @@ class Daemon:
         if drafts:
             self.append(drafts)
             self.failpoints.hit("after_append")
+        for job in ended:
+            self.executor.forget(job)
         if storage_error is not None:
             raise StorageError(storage_error)
 
@@ -803,7 +860,7 @@ class Daemon:
             os.rename(job.workdir, target)
             renamed = True
             fsync_dir(self.paths.output)
-            fsync_dir(self.work)
+            fsync_dir(job.workdir.parent)
         except OSError as exc:
             if exc.errno == errno.EXDEV:  # cannot happen with _staging_dir, unless mounts changed under us
                 raise StorageError(
@@ -886,6 +943,7 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self.refresher.close()
+        self.executor.close()
         if self._verifier is not None:  # a short run (--once) still learns what the verifier finds
             self._verifier.join()
             if self._log_damage is not None and self.exit_code != EXIT_LOG:
@@ -920,6 +978,14 @@ class Daemon:
         except ConfigError as exc:
             self.log.error("config_reload_failed", error=str(exc), kept=self.config.source)
             return
+        if fresh.daemon.executor != self.config.daemon.executor or fresh.dask != self.config.dask:
+            # The executor holds running videos: it changes at the next start, not under them.
+            self.log.warning("executor_change_needs_restart", kept=self.config.daemon.executor)
+            fresh = dataclasses.replace(
+                fresh,
+                daemon=dataclasses.replace(fresh.daemon, executor=self.config.daemon.executor),
+                dask=self.config.dask,
+            )
         self.config = fresh
         self.append([{"type": "config_reloaded", "source": fresh.source, "workers": fresh.daemon.workers}])
 
@@ -1191,8 +1257,14 @@ class Daemon:
             "monotonic": round(self.clock(), 3),
             "stopping": self.stopping,
             "workers": self.config.daemon.workers,
+            "executor": self.executor.describe(),
             "running": {
-                vid: {"attempt": j.attempt, "seconds": round(self.clock() - j.started, 1), **j.progress}
+                vid: {
+                    "attempt": j.attempt,
+                    "seconds": round(self.clock() - j.started, 1),
+                    **({"where": j.where} if j.where else {}),
+                    **j.progress,
+                }
                 for vid, j in self.jobs.items()
             },
         }

@@ -52,6 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="process what is runnable, then exit 0")
     p.add_argument("--processor", metavar="MODULE:FUNC", help=f"processor to run (default {BUILTIN_PROCESSOR})")
     p.add_argument("--log-format", choices=("auto", "console", "journal", "plain", "json"))
+    p.add_argument(
+        "--executor",
+        choices=("local", "dask"),
+        help="where videos run: local child processes (default) or a Dask cluster ([dask] in the config)",
+    )
+    p.add_argument(
+        "--scheduler-address",
+        metavar="tcp://HOST:PORT",
+        help="the Dask scheduler to run videos on ([dask] scheduler_address)",
+    )
+    p.add_argument(
+        "--shared-dir",
+        metavar="DIR",
+        help="with --executor dask: a directory mounted at the same path on every host ([dask] shared_dir)",
+    )
     p.add_argument("--print-config", action="store_true", help="print the effective config as TOML and exit")
     p.add_argument(
         "--check-config",
@@ -67,7 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     faulthandler.enable()  # a watchdog SIGABRT leaves the stuck stack in the journal
     args = build_parser().parse_args(argv)
     config_path = args.config or default_config_path()
-    overrides = {"workers": args.workers, "processor": args.processor, "log_format": args.log_format}
+    overrides = {
+        "workers": args.workers,
+        "processor": args.processor,
+        "log_format": args.log_format,
+        "executor": args.executor,
+        "scheduler_address": args.scheduler_address,
+        "shared_dir": args.shared_dir,
+    }
     try:
         config = with_overrides(load_config(config_path), **overrides)
     except ConfigError as exc:

@@ -7,7 +7,7 @@ a worker said) and returns *drafts*: events without ``v``/``seq``/``ts``, which 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -54,15 +54,19 @@ class Outcome:
     retry_after: float | None = None
 
 
-def recover(state: State | Projector, committed: Mapping[str, Committed]) -> list[Draft]:
+def recover(
+    state: State | Projector, committed: Mapping[str, Committed], still_running: Collection[str] = ()
+) -> list[Draft]:
     """After replay: each video that was running when the last daemon died is settled.
 
     If its output was committed (renamed into place) by that very start, the completion is recorded
-    (the crash fell between the rename and the append); otherwise it is interrupted and runs first.
+    (the crash fell between the rename and the append); if the executor still runs that attempt (a
+    cluster outlives the daemon: `still_running`), it stays running; otherwise it is interrupted and
+    runs first.
     """
     drafts: list[Draft] = []
     for video in state.videos.values():
-        if video.status is not Status.RUNNING:
+        if video.status is not Status.RUNNING or video.video_id in still_running:
             continue
         found = committed.get(video.video_id)
         if found is not None and found.started_seq == video.started_seq:

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 from nkod.decide import Outcome
 from nkod.processor import ERROR_KINDS, coerce_retry_after, normalise_counts
 
+TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a worker being stopped
+
 
 def outcome_from_message(msg: object) -> Outcome | None:
     """How a worker says its video ended (a ``result`` or ``error`` message), checked: a worker message is
@@ -53,12 +55,31 @@ class Job:
     timed_out: bool = False
     kill_at: float | None = None
     returncode: int | None = None  # how the execution ended, once collected (<0: killed by that signal)
+    where: dict[str, Any] = field(default_factory=dict)  # where it runs (host, worker), when not here
 
 
 class Executor(Protocol):
-    """Runs jobs for the daemon's loop. Every method returns at once (none waits for a job to end)."""
+    """Runs jobs for the daemon's loop. Every method returns at once (none waits for a job to end), but
+    `wait`, which is bounded."""
 
     name: str
+    stages_locally: bool  # the daemon makes each job's work dir under its own work/ (else the executor does)
+
+    def ready(self) -> bool:
+        """Can a job be started now (e.g. the cluster is connected)?"""
+
+    def describe(self) -> dict[str, Any]:
+        """What status shows about the executor (its name; a cluster's scheduler, workers, slots)."""
+
+    def reattach(self, running: list[Job]) -> list[Job]:
+        """At start-up, of the jobs the log says were running (fresh handles), those whose execution
+        outlived the last daemon (still running, or ended since): they are collected as usual."""
+
+    def forget(self, job: Job) -> None:
+        """After `job`'s ending is in the log: release what is left of it."""
+
+    def close(self) -> None:
+        """At the daemon's exit."""
 
     def new_job(self, **fields: Any) -> Job:
         """A Job (of this executor's own subclass) with the daemon's fields."""

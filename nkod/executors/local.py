@@ -59,9 +59,25 @@ def _proc(job: Job) -> subprocess.Popen[bytes]:
 
 class LocalExecutor:
     name = "local"
+    stages_locally = True
 
     def __init__(self, selector: selectors.BaseSelector) -> None:
         self.selector = selector
+
+    def ready(self) -> bool:
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def reattach(self, running: list[Job]) -> list[Job]:
+        return []  # a child process dies with the daemon (PR_SET_PDEATHSIG): nothing outlives it
+
+    def forget(self, job: Job) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
     def new_job(self, **fields: Any) -> LocalJob:
         return LocalJob(**fields)
