@@ -93,6 +93,9 @@ def status_panel(doc: dict[str, Any]) -> RenderableType:
         daemon = Text("not running", style="yellow")
     grid.add_row("Daemon:", daemon)
     activity = doc.get("activity") or {}
+    executor = activity.get("executor") if doc["daemon_running"] else None
+    if isinstance(executor, dict) and executor.get("name") == "dask":
+        grid.add_row("Cluster:", cluster_text(executor))
     running = doc["running"]
     if running and doc["daemon_running"]:
         for vid in running:
@@ -103,6 +106,11 @@ def status_panel(doc: dict[str, Any]) -> RenderableType:
                 extra += f" {float(info['percent']):.0f}%"
             elif "done" in info and "total" in info:
                 extra += f" {info['done']}/{info['total']}"
+            where = info.get("where")
+            if isinstance(where, dict) and (where.get("worker") or where.get("host")):
+                extra += f" on {where.get('worker') or where.get('host')}"
+                if where.get("worker") and where.get("host"):
+                    extra += f" ({where['host']})"
             grid.add_row("Currently:", Text(f"Processing {vid}{extra}"))
     elif running:
         grid.add_row("Currently:", Text(f"{', '.join(running)} (interrupted: redone at next start)", style="yellow"))
@@ -131,6 +139,17 @@ def status_panel(doc: dict[str, Any]) -> RenderableType:
             lines.append(f"  {p['path']}:{p['line']}: {p['error']}\n")
         parts.append(lines)
     return Group(*parts)
+
+
+def cluster_text(executor: Mapping[str, Any]) -> Text:
+    """The Dask cluster as the daemon last saw it: its workers and slots, or that it is reconnecting."""
+    scheduler = executor.get("scheduler", "?")
+    if not executor.get("connected"):
+        error = f": {executor['error']}" if executor.get("error") else ""
+        return Text(f"not connected to {scheduler} (reconnecting{error})", style="yellow")
+    workers, slots = executor.get("workers", 0), executor.get("slots", 0)
+    text = f"{workers} worker{'s' if workers != 1 else ''}, {slots} slot{'s' if slots != 1 else ''} on {scheduler}"
+    return Text(text, style="" if workers else "yellow")
 
 
 # Processor bookkeeping that status summarises ("detection was off for N videos"): not a count for people.

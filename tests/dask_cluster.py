@@ -142,4 +142,3 @@ def cluster(root: Path, workers: int = 2, nthreads: int = 1) -> Iterator[Cluster
         yield c.start()
     finally:
         c.stop()
-

@@ -168,6 +168,10 @@ class DaskExecutor:
             try:
                 if self._connected():
                     self._refresh_cluster()
+                    if not self._was_connected:  # distributed reconnected by itself
+                        self._was_connected = True
+                        self.log.info("dask_scheduler_connected", scheduler=self.address, **self.cluster)
+                        self.wake()
                     continue
                 if self._was_connected:
                     self._was_connected = False
@@ -200,7 +204,9 @@ class DaskExecutor:
         }
 
     def ready(self) -> bool:
-        return self._connected()
+        """Connected, to a scheduler with workers: a task queued where nothing can run it would only spend
+        its video_timeout waiting."""
+        return self._connected() and bool(self.cluster.get("workers"))
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "scheduler": self.address, **self.cluster}
