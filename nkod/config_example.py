@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from nkod.config import DaemonConfig, SourceConfig, _render_table, _toml_value
+from nkod.config import DaemonConfig, DaskConfig, SourceConfig, _render_table, _toml_value
 from nkod.hooks import HooksConfig
 
 HEADER = """\
@@ -41,6 +41,29 @@ DAEMON_DOCS: Mapping[str, str] = {
     "log_format": 'auto | console | journal | plain | json. "auto" picks journal under systemd.',
     "metrics_listen": 'HOST:PORT of a Prometheus /metrics endpoint, e.g. "127.0.0.1:9464" (empty: off).\n'
     "Read at start only.",
+    "executor": 'Where videos run: "local" (child processes of the daemon) or "dask" (a Dask cluster:\n'
+    "see [dask] below; `workers` is then the number of videos in flight across the cluster). Read at start only.",
+}
+
+DASK_NOTE = """\
+# The Dask cluster, with executor = "dask" (pip install 'nkod[dask]'); the README's "Running on a
+# cluster" has the scheduler and worker units. Read at start only. Uncomment and edit:"""
+
+DASK_EXAMPLE: Mapping[str, object] = {
+    "scheduler_address": "tcp://10.0.0.5:8786",
+    "shared_dir": "/srv/nkod-shared",
+    "orphan_grace": 60.0,
+    "connect_timeout": 10.0,
+}
+
+DASK_DOCS: Mapping[str, str] = {
+    "scheduler_address": "The running `dask scheduler` (or scheduler_file = the file it writes with --scheduler-file).",
+    "shared_dir": "Mounted at the same path on every host (NFS, CephFS): staging/ and cache/ live here.\n"
+    "The data dir's output/ must be on the same filesystem (outputs are committed by a rename);\n"
+    "the log stays on the daemon's local disk.",
+    "orphan_grace": "Scheduler lost: seconds a running video may still deliver its output; then it is recorded\n"
+    "interrupted and runs first once a scheduler is back.",
+    "connect_timeout": "Seconds for each attempt to reach the scheduler (unreachable at start: exit 75).",
 }
 
 HOOKS_DOCS: Mapping[str, str] = {
@@ -111,6 +134,14 @@ def render_example() -> str:
     for key, value in SOURCES_EXAMPLE.items():
         assert hasattr(defaults, key)  # the example names only real keys
         lines.extend(_comment(SOURCES_DOCS[key]))
+        lines.append(f"# {key} = {_toml_value(value)}")
+    lines.append("")
+    lines.append(DASK_NOTE)
+    lines.append("# [dask]")
+    dask_defaults = DaskConfig()
+    for key, value in DASK_EXAMPLE.items():
+        assert hasattr(dask_defaults, key)
+        lines.extend(_comment(DASK_DOCS[key]))
         lines.append(f"# {key} = {_toml_value(value)}")
     lines.append("")
     lines.append(PIPELINE_NOTE)

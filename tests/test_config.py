@@ -163,3 +163,90 @@ def test_the_example_config_loads_to_exactly_the_defaults() -> None:
     defaults = load_config(None)
     assert example.daemon == defaults.daemon and example.hooks == defaults.hooks
     assert effective_table(parse_settings(example.pipeline, "x")) == effective_table(parse_settings({}, "x"))
+
+
+def test_every_dask_key_is_documented_in_the_example() -> None:
+    """Each [dask] field has one comment in the generator, and the example names each one."""
+    import dataclasses
+
+    from nkod.config import DaskConfig
+    from nkod.config_example import DASK_DOCS
+
+    fields = {f.name for f in dataclasses.fields(DaskConfig)}
+    assert set(DASK_DOCS) <= fields and fields - set(DASK_DOCS) == {"scheduler_file"}
+    text = (REPO / "data" / "nkod.example.toml").read_text()
+    assert all(f"# {key} = " in text for key in DASK_DOCS) and "scheduler_file" in text
+
+
+def test_the_dask_table_is_read(tmp_path: Path) -> None:
+    """executor = "dask" with a [dask] table: every key read, ints accepted for seconds."""
+    c = load_config(
+        write(
+            tmp_path,
+            '[daemon]\nexecutor = "dask"\nworkers = 8\n[dask]\nscheduler_address = "tcp://127.0.0.1:8786"\n'
+            'shared_dir = "/srv/shared"\norphan_grace = 30\n',
+        )
+    )
+    assert c.daemon.executor == "dask" and c.dask.scheduler_address == "tcp://127.0.0.1:8786"
+    assert c.dask.shared_dir == "/srv/shared" and c.dask.orphan_grace == 30.0
+    assert "[dask]" in render_toml(c) and 'scheduler_address = "tcp://127.0.0.1:8786"' in render_toml(c)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    [
+        ('[daemon]\nexecutor = "ray"\n', "daemon.executor", "one of"),
+        ('[daemon]\nexecutor = "dask"\n[dask]\nshared_dir = "/s"\n', "dask.scheduler_address", "needs the scheduler"),
+        (
+            '[daemon]\nexecutor = "dask"\n[dask]\nscheduler_address = "tcp://h:1"\nscheduler_file = "/f"\n'
+            'shared_dir = "/s"\n',
+            "dask.scheduler_address",
+            "not both",
+        ),
+        ('[daemon]\nexecutor = "dask"\n[dask]\nscheduler_address = "tcp://h:1"\n', "dask.shared_dir", "same path"),
+        ('[dask]\nscheduler_address = "127.0.0.1:8786"\n', "dask.scheduler_address", "tcp://HOST:PORT"),
+        ('[dask]\nscheduler_address = "tcp://host"\n', "dask.scheduler_address", "tcp://HOST:PORT"),
+        ('[dask]\nshared_dir = "shared"\n', "dask.shared_dir", "absolute"),
+        ('[dask]\nscheduler_file = "s.json"\n', "dask.scheduler_file", "absolute"),
+        ("[dask]\norphan_grace = -1\n", "dask.orphan_grace", ">= 0"),
+        ("[dask]\nconnect_timeout = 0\n", "dask.connect_timeout", "> 0"),
+        ("[dask]\nworkers = 2\n", "dask.workers", "unknown key"),
+        ("dask = 1\n", "dask", "must be a table"),
+    ],
+)
+def test_bad_dask_settings_name_the_key(tmp_path: Path, text: str, key: str, message: str) -> None:
+    """A missing, contradictory or malformed cluster setting names the file and the key."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(path)
+    assert err.value.key == key and str(path) in str(err.value)
+
+
+def test_the_command_line_names_the_cluster(tmp_path: Path) -> None:
+    """--executor dask with --scheduler-address and --shared-dir needs no [dask] table; the flag's address
+    wins over a file's scheduler_file; a bad flag value is an error naming the key."""
+    c = with_overrides(
+        load_config(None), executor="dask", scheduler_address="tcp://127.0.0.1:8786", shared_dir="/srv/s"
+    )
+    assert c.daemon.executor == "dask" and c.dask.scheduler_address == "tcp://127.0.0.1:8786"
+    path = write(tmp_path, '[dask]\nscheduler_file = "/run/dask.json"\nshared_dir = "/srv/s"\n')
+    c = with_overrides(load_config(path), executor="dask", scheduler_address="tcp://10.0.0.1:8786")
+    assert c.dask.scheduler_file == "" and c.dask.scheduler_address == "tcp://10.0.0.1:8786"
+    with pytest.raises(ConfigError, match="needs the scheduler") as err:
+        with_overrides(load_config(None), executor="dask", shared_dir="/srv/s")
+    assert err.value.key == "dask.scheduler_address"
+    with pytest.raises(ConfigError, match="tcp://HOST:PORT") as err:
+        with_overrides(load_config(None), scheduler_address="localhost")
+    assert err.value.key == "dask.scheduler_address"
+
+
+def test_nkod_exits_2_naming_the_key_for_a_bad_executor_flag_combination(tmp_path: Path) -> None:
+    """`nkod --executor dask` without a scheduler: exit 2, the key named, no traceback."""
+    r = subprocess.run(
+        [binary("nkod"), "--data-dir", str(tmp_path), "--executor", "dask", "--once"],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=60,
+    )
+    assert r.returncode == 2 and "dask.scheduler_address" in r.stderr and "Traceback" not in r.stderr

@@ -48,6 +48,14 @@ def test_recover_ignores_output_from_another_start() -> None:
     assert drafts[0]["type"] == "video_interrupted"
 
 
+def test_recover_leaves_running_what_the_executor_still_runs() -> None:
+    """A cluster outlives the daemon: an attempt the executor re-attached to stays running (no event);
+    the others running are interrupted as usual."""
+    s = state(started("a"), started("b"))
+    drafts = decide.recover(s, {}, still_running={"a"})
+    assert [(d["type"], d["video_id"]) for d in drafts] == [("video_interrupted", "b")]
+
+
 def test_recover_leaves_settled_videos_alone() -> None:
     """Nothing to do when nothing was running."""
     assert decide.recover(state(), {}) == []
