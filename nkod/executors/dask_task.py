@@ -156,8 +156,9 @@ def _supervise(proc: subprocess.Popen[bytes], fd: int, attempt_dir: Path, spec: 
                         progress = {k: v for k, v in msg.items() if k != "type"}
                     else:
                         final = msg
-            elif not open_fd:
-                time.sleep(POLL)
+            elif not open_fd:  # its pipe closed: it is exiting; wake the moment it has
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=POLL)
             now = time.monotonic()
             if progress is not None and now - progress_written >= PROGRESS_EVERY:
                 _write_json(attempt_dir / "progress.json", progress)
