@@ -94,7 +94,7 @@ def compare(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer videos and rounds (under a minute; the full run about 3 minutes)")
+    ap.add_argument("--quick", action="store_true", help="fewer videos and rounds (under a minute)")
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "cluster_bench.md")
     args = ap.parse_args(argv)

@@ -1279,6 +1279,9 @@ class Daemon:
             vid, job = next(iter(self.jobs.items()))
             stage = job.progress.get("stage")
             text += f"; current: {vid}" + (f" ({stage})" if stage else "")
+        cluster = self.executor.describe()
+        if cluster.get("name") == "dask":
+            text += f"; cluster: {cluster.get('workers', 0)} workers" if cluster.get("connected") else "; cluster lost"
         if self.projector.paused:
             text = "paused (nkoctl resume): " + text
         if self.stopping:

@@ -368,8 +368,9 @@ class DaskExecutor:
         """Until the task has ended (it kills its processor within a poll of the kill file), or a bound:
         a task on an unreachable worker never answers, and is fenced by forget instead."""
         assert isinstance(job, DaskJob)
-        deadline = time.monotonic() + TERM_GRACE + FENCE_AFTER
-        while time.monotonic() < deadline and self.running(job):
+        asked = job.kill_at if job.kill_at is not None else self.clock()
+        deadline = asked + TERM_GRACE + FENCE_AFTER  # from when the kill was asked: jobs waited in turn share it
+        while self.clock() < deadline and self.running(job):
             if job.future is not None and job.future.done():
                 return
             time.sleep(0.1)
