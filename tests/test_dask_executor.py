@@ -356,6 +356,7 @@ def test_scheduler_killed_the_orphan_commits_if_its_marker_comes_within_the_grac
         own_cluster.start_scheduler()
         own_cluster.start_worker()
         wait_for(lambda: d.completed_count().get("v02") == 1, timeout=120, what="v02 on the new scheduler")
+        wait_for(lambda: "dask_scheduler_connected" in d.output_text(), timeout=30, what="the reconnection logged")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
@@ -502,3 +503,27 @@ def test_the_real_pipeline_runs_the_shipped_samples_on_the_cluster(shared_cluste
         manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
         assert len(manifest["frames"]) == len(list((out / "frames").iterdir())) >= 4
         assert len(manifest["audio_segments"]) == len(list((out / "audio").iterdir())) >= 4
+
+
+def test_daemon_killed_at_random_moments_loses_and_repeats_nothing(own_cluster: Cluster, tmp_path: Path) -> None:
+    """kill -9 of the daemon at random moments (a seeded RNG: NKOD_TORTURE_SEED replays a run; NKOD_TORTURE=long
+    for more kills) while videos run on the cluster; after the last restart runs --once to the end: every
+    video completed exactly once, each output the one its completing attempt made, nothing left staged."""
+    import random
+
+    seed = int(os.environ.get("NKOD_TORTURE_SEED") or random.randrange(1 << 30))
+    rng = random.Random(seed)
+    kills = 12 if os.environ.get("NKOD_TORTURE") == "long" else 4
+    n = 10 if kills == 4 else 30
+    d = dask_data(tmp_path, own_cluster)
+    d.manifest([{"video_id": f"v{i:02d}", "sleep": round(rng.uniform(0.2, 1.5), 2)} for i in range(n)])
+    for _ in range(kills):
+        proc = d.start()
+        time.sleep(rng.uniform(0.8, 3.0))
+        kill9(proc)
+    r = d.run(timeout=300)
+    assert r.returncode == 0, f"seed {seed}: " + r.stdout[-3000:]
+    assert_each_completed_once(d, [f"v{i:02d}" for i in range(n)])
+    assert_staging_clean(d)
+    caught = d.output_text().count("dask_attempt_reattached") + d.types().count("video_interrupted")
+    assert caught >= 1, f"seed {seed}: no kill landed while a video ran"

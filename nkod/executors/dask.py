@@ -42,7 +42,7 @@ from nkod.executors.dask_task import run_attempt
 
 FENCE_AFTER = 10.0  # seconds after SIGKILL was asked before an attempt that has not ended is given up (fenced)
 LOOK_EVERY = 1.0  # seconds between reads of a running attempt's progress.json / where.json
-MONITOR_EVERY = 2.0  # seconds between the background thread's looks at the cluster
+MONITOR_EVERY = 1.0  # seconds between the background thread's looks at the cluster
 
 
 class ClusterUnavailable(Exception):
@@ -175,7 +175,7 @@ class DaskExecutor:
                     continue
                 if self._was_connected:
                     self._was_connected = False
-                    self.cluster = {**self.cluster, "connected": False}
+                    self.cluster = {**self.cluster, "connected": False, "workers": 0, "slots": 0}
                     self.log.warning("dask_scheduler_lost", scheduler=self.address)
                     self.wake()
                 client = self.client
@@ -206,7 +206,7 @@ class DaskExecutor:
     def ready(self) -> bool:
         """Connected, to a scheduler with workers: a task queued where nothing can run it would only spend
         its video_timeout waiting."""
-        return self._connected() and bool(self.cluster.get("workers"))
+        return self._connected() and self._was_connected and bool(self.cluster.get("workers"))
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "scheduler": self.address, **self.cluster}
