@@ -1320,7 +1320,7 @@ class Daemon:
             return None
         with self._state_lock:  # only for the copy (dict copies), not for the whole summary
             state = self.projector.state()
-        return summarize(state, self.now(), daemon_running=True)
+        return dataclasses.replace(summarize(state, self.now(), daemon_running=True), executor=self.executor.describe())
 
     def _hooks_pass(self) -> None:
         self.hooks.poll()

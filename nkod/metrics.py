@@ -57,6 +57,8 @@ class Summary:
     now: float  # unix time the summary is for
     elapsed_seconds: float
     manifest_problems: int
+    paused: bool = False
+    executor: Mapping[str, Any] | None = None  # the daemon's executor (a cluster's state), when live
 
 
 def summarize(state: State | Projector, now: datetime, daemon_running: bool) -> Summary:
@@ -90,6 +92,7 @@ def summarize(state: State | Projector, now: datetime, daemon_running: bool) -> 
         now=now.timestamp(),
         elapsed_seconds=elapsed_seconds(state, now, daemon_running),
         manifest_problems=len(state.manifest_problems),
+        paused=state.paused,
     )
 
 
@@ -141,6 +144,12 @@ class StateCollector(Collector):
         yield _gauge("nkod_log_seq", "Sequence number of the last event in the log.", s.seq)
         yield _gauge("nkod_log_bytes", "Size of the log read so far, in bytes.", s.log_bytes)
         yield _gauge("nkod_manifest_problems", "Manifest lines skipped as invalid.", s.manifest_problems)
+        yield _gauge("nkod_paused", "1 while the queue is paused (nkoctl pause): no new video starts.", s.paused)
+        if s.executor is not None and s.executor.get("name") == "dask":
+            connected = bool(s.executor.get("connected"))
+            yield _gauge("nkod_cluster_connected", "1 while the daemon is connected to its Dask scheduler.", connected)
+            yield _gauge("nkod_cluster_workers", "Dask workers the scheduler has.", s.executor.get("workers", 0))
+            yield _gauge("nkod_cluster_slots", "Threads (video slots) of those workers.", s.executor.get("slots", 0))
 
 
 def registry(read: Read) -> CollectorRegistry:

@@ -125,8 +125,12 @@ def test_once_runs_every_video_on_the_cluster_and_the_daemon_commits(shared_clus
 
 def test_status_shows_where_each_video_runs_and_the_cluster(shared_cluster: Cluster, tmp_path: Path) -> None:
     """While videos run: `status --json` names the executor, its scheduler, workers and slots, and for each
-    running video its host and Dask worker, with the processor's progress; the box says the same."""
-    d = dask_data(tmp_path, shared_cluster)
+    running video its host and Dask worker, with the processor's progress; the box says the same, and the
+    metrics endpoint has the cluster's gauges."""
+    import re
+    import urllib.request
+
+    d = dask_data(tmp_path, shared_cluster, metrics_listen="127.0.0.1:0")
     d.manifest(videos(2, sleep=8))
     proc = d.start()
     try:
@@ -145,6 +149,12 @@ def test_status_shows_where_each_video_runs_and_the_cluster(shared_cluster: Clus
         assert len(workers) == 2 and all(w.startswith("tcp://127.0.0.1:") for w in workers)
         box = d.ctl("status").stdout
         assert "Cluster:" in box and "2 workers" in box and "on tcp://127.0.0.1:" in box
+        url = re.search(r"metrics_listening url=(\S+)", d.output_text())
+        assert url is not None, d.output_text()
+        with urllib.request.urlopen(url.group(1), timeout=10) as resp:  # 127.0.0.1 only
+            text = resp.read().decode()
+        assert "nkod_cluster_connected 1.0" in text and "nkod_cluster_workers 2.0" in text
+        assert "nkod_cluster_slots 2.0" in text
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)

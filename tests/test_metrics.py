@@ -258,3 +258,19 @@ def test_endpoint_says_nothing_until_the_log_is_replayed(d: DataDir) -> None:
         assert stop(proc) == 0
     assert value(readings[-1], "nkod_videos_completed_total") == 100_000
     assert len(readings) > 1, "no scrape landed during the replay: the test did not test anything"
+
+
+def test_paused_shows_on_the_endpoint_and_in_nkoctl_metrics(d: DataDir) -> None:
+    """`nkoctl pause` makes nkod_paused 1 (so a stall alert can leave a paused run alone); resume makes it 0."""
+    d.manifest([{"video_id": "v01"}])
+    proc = d.start()
+    try:
+        url = metrics_url(d)
+        wait_for(lambda: d.completed_count().get("v01") == 1, what="v01")
+        assert value(parse(scrape(url)[1]), "nkod_paused") == 0
+        assert d.ctl("pause").returncode == 0
+        wait_for(lambda: "queue_paused" in d.types(), what="the pause applied")
+        assert value(parse(scrape(url)[1]), "nkod_paused") == 1
+    finally:
+        assert stop(proc) == 0
+    assert value(parse(d.ctl("metrics").stdout), "nkod_paused") == 1
