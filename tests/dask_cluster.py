@@ -64,9 +64,25 @@ class Cluster:
             process_group=0,
         )
 
+    @property
+    def scheduler_file(self) -> Path:
+        """The JSON file the scheduler writes its address into (`dask scheduler --scheduler-file`)."""
+        return self.root / "scheduler.json"
+
     def start_scheduler(self) -> None:
         self.scheduler = self._spawn(
-            ["scheduler", "--host", HOST, "--port", str(self.port), "--no-dashboard", "--no-show"], "scheduler"
+            [
+                "scheduler",
+                "--host",
+                HOST,
+                "--port",
+                str(self.port),
+                "--no-dashboard",
+                "--no-show",
+                "--scheduler-file",
+                str(self.scheduler_file),
+            ],
+            "scheduler",
         )
         wait_for(self._scheduler_up, timeout=60, interval=0.1, what="dask scheduler listening")
 

@@ -450,6 +450,34 @@ def test_the_command_line_flags_select_the_cluster(shared_cluster: Cluster, tmp_
     assert_each_completed_once(d, ["v01", "v02"])
 
 
+def test_the_scheduler_file_names_the_cluster(shared_cluster: Cluster, tmp_path: Path) -> None:
+    """[dask] scheduler_file (the JSON file `dask scheduler --scheduler-file` writes) instead of an address."""
+    d = DataDir(tmp_path / "data", executor="dask", workers=2)
+    (tmp_path / "shared").mkdir()
+    wait_for(shared_cluster.scheduler_file.exists, timeout=30, what="the scheduler file")
+    add_config_table(
+        d, "dask", {"scheduler_file": str(shared_cluster.scheduler_file), "shared_dir": str(tmp_path / "shared")}
+    )
+    d.manifest(videos(2))
+    r = d.run(timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"scheduler={shared_cluster.address}" in r.stdout
+    assert_each_completed_once(d, ["v01", "v02"])
+
+
+def test_a_missing_scheduler_file_exits_75_naming_it(tmp_path: Path) -> None:
+    """A scheduler file that does not exist (yet): exit 75 (systemd tries again), the file named."""
+    d = DataDir(tmp_path / "data", executor="dask")
+    (tmp_path / "shared").mkdir()
+    missing = tmp_path / "nowhere" / "scheduler.json"
+    add_config_table(d, "dask", {"scheduler_file": str(missing), "shared_dir": str(tmp_path / "shared")})
+    d.manifest(videos(1))
+    r = d.run(timeout=60)
+    assert r.returncode == 75, r.stdout + r.stderr
+    assert "dask_unreachable" in r.stdout and str(missing) in r.stdout and "dask.scheduler_file" in r.stdout
+    assert "Traceback" not in r.stdout + r.stderr
+
+
 def test_output_on_another_filesystem_than_the_shared_dir_is_refused(shared_cluster: Cluster, tmp_path: Path) -> None:
     """Outputs are committed by a rename from the shared dir: a shared dir on another filesystem (here
     /dev/shm, a tmpfs) is refused at start-up with exit 2, naming both, before anything is written."""
