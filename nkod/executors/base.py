@@ -9,10 +9,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
+
 from nkod.decide import Outcome
 from nkod.processor import ERROR_KINDS, coerce_retry_after, normalise_counts
 
 TERM_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a worker being stopped
+
+
+def split_messages(buffer: bytes, chunk: bytes) -> tuple[list[dict[str, Any]], bytes]:
+    """The worker's messages (JSON lines) that `chunk` completes after `buffer`, and what is left unfinished.
+    A line that is not a JSON object is dropped: a worker message is untrusted."""
+    *lines, rest = (buffer + chunk).split(b"\n")
+    messages = []
+    for line in lines:
+        try:
+            msg = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(msg, dict):
+            messages.append(msg)
+    return messages, rest
 
 
 def outcome_from_message(msg: object) -> Outcome | None:

@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from nkod.executors.base import TERM_GRACE
+from nkod.executors.base import TERM_GRACE, split_messages
 from nkod.fsutil import atomic_write, fsync_dir
 
 POLL = 0.2  # seconds between looks at the stop/kill files and the deadline
@@ -143,15 +143,8 @@ def _supervise(proc: subprocess.Popen[bytes], fd: int, attempt_dir: Path, spec: 
                 if not chunk:
                     sel.unregister(fd)
                     open_fd = False
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    try:
-                        msg = orjson.loads(line)
-                    except orjson.JSONDecodeError:
-                        continue
-                    if not isinstance(msg, dict):
-                        continue
+                messages, buffer = split_messages(buffer, chunk)
+                for msg in messages:
                     if msg.get("type") == "progress":
                         progress = {k: v for k, v in msg.items() if k != "type"}
                     else:

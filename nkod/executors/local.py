@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from nkod.executors.base import Job, outcome_from_message
+from nkod.executors.base import Job, outcome_from_message, split_messages
 
 
 def kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -137,15 +137,8 @@ class LocalExecutor:
             os.close(job.fd)
             job.fd = -1
             return
-        job.buffer += chunk
-        *lines, job.buffer = job.buffer.split(b"\n")
-        for line in lines:
-            try:
-                msg = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(msg, dict):
-                continue
+        messages, job.buffer = split_messages(job.buffer, chunk)
+        for msg in messages:
             if msg.get("type") == "progress":
                 job.progress = {k: v for k, v in msg.items() if k != "type"}
             else:

@@ -11,14 +11,13 @@ import re
 import shlex
 import shutil
 import socket
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.systemd.box import BOX_VENV, ROOT
+from tests.systemd.box import BOX_VENV, ROOT, analyze
 
 pytestmark = pytest.mark.systemd
 
@@ -61,17 +60,6 @@ def _command_line(unit: Path, drop_in: Mapping[str, str]) -> list[str]:
     return argv
 
 
-def _analyze(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """systemd-analyze on the host; removes the timestamp file it leaves in /run when it made it."""
-    stamp = Path("/run/systemd/systemd-units-load")
-    had = stamp.exists()
-    try:
-        return subprocess.run(["systemd-analyze", *args], capture_output=True, text=True, timeout=120, cwd=cwd)
-    finally:
-        if not had and os.geteuid() == 0:
-            stamp.unlink(missing_ok=True)
-
-
 @pytest.fixture(params=[SCHEDULER, WORKER], ids=lambda unit: unit.stem)
 def unit_copy(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     """A shipped Dask unit, with ExecStart pointed at a stand-in executable (no /opt/nkod/venv on the host)."""
@@ -90,7 +78,7 @@ def unit_copy(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
 
 def test_dask_unit_passes_systemd_analyze_verify(unit_copy: Path) -> None:
     """`systemd-analyze verify` finds nothing wrong with the shipped scheduler and worker units."""
-    done = _analyze("verify", str(unit_copy), cwd=unit_copy.parent)
+    done = analyze("verify", str(unit_copy), cwd=unit_copy.parent)
     assert done.returncode == 0, done.stderr
     assert unit_copy.name not in done.stderr, done.stderr
 
@@ -98,7 +86,7 @@ def test_dask_unit_passes_systemd_analyze_verify(unit_copy: Path) -> None:
 def test_dask_unit_exposure_is_at_most_1_5_with_network_allowed(unit_copy: Path) -> None:
     """`systemd-analyze security --offline=true` rates each Dask unit 1.5 or lower, as nkod.service, and
     leaves it the network (the scheduler, the workers and nkod talk TCP; the jobs download videos)."""
-    done = _analyze("security", "--offline=true", "--no-pager", str(unit_copy), cwd=unit_copy.parent)
+    done = analyze("security", "--offline=true", "--no-pager", str(unit_copy), cwd=unit_copy.parent)
     match = re.search(rf"Overall exposure level for {re.escape(unit_copy.name)}: ([0-9.]+)", done.stdout)
     assert match, done.stdout + done.stderr
     assert float(match.group(1)) <= MAX_EXPOSURE, done.stdout

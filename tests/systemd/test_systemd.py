@@ -7,10 +7,8 @@ WatchdogSec/RestartSec; a test that needs it also shortens TimeoutStopSec. The c
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from tests.systemd.box import (
     TEST_DROPIN_KEYS,
     UNIT,
     Service,
+    analyze,
 )
 
 pytestmark = pytest.mark.systemd
@@ -46,17 +45,6 @@ def _ran_once(svc: Service, ids: list[str]) -> None:
 
 
 # -- the unit file, on the host -------------------------------------------------------------------------
-def _analyze(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """systemd-analyze on the host; removes the timestamp file it leaves in /run when it made it."""
-    stamp = Path("/run/systemd/systemd-units-load")
-    had = stamp.exists()
-    try:
-        return subprocess.run(["systemd-analyze", *args], capture_output=True, text=True, timeout=120, cwd=cwd)
-    finally:
-        if not had and os.geteuid() == 0:
-            stamp.unlink(missing_ok=True)
-
-
 @pytest.fixture
 def unit_copy(tmp_path: Path) -> Path:
     """The shipped unit, with ExecStart pointed at a stand-in executable (no /opt/nkod/venv on the host)."""
@@ -74,14 +62,14 @@ def unit_copy(tmp_path: Path) -> Path:
 
 def test_unit_file_passes_systemd_analyze_verify(unit_copy: Path) -> None:
     """`systemd-analyze verify` finds nothing wrong with the shipped unit."""
-    done = _analyze("verify", str(unit_copy), cwd=unit_copy.parent)
+    done = analyze("verify", str(unit_copy), cwd=unit_copy.parent)
     assert done.returncode == 0, done.stderr
     assert "nkod.service" not in done.stderr, done.stderr
 
 
 def test_unit_security_exposure_is_at_most_1_5_with_network_allowed(unit_copy: Path) -> None:
     """`systemd-analyze security --offline=true` rates the unit 1.5 or lower, and downloads can still reach the net."""
-    done = _analyze("security", "--offline=true", "--no-pager", str(unit_copy), cwd=unit_copy.parent)
+    done = analyze("security", "--offline=true", "--no-pager", str(unit_copy), cwd=unit_copy.parent)
     match = re.search(r"Overall exposure level for nkod\.service: ([0-9.]+)", done.stdout)
     assert match, done.stdout + done.stderr
     assert float(match.group(1)) <= MAX_EXPOSURE, done.stdout
