@@ -26,7 +26,6 @@ import selectors
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 import orjson
 
 from nkod.executors.base import TERM_GRACE, split_messages
+from nkod.executors.local import spawn_worker
 from nkod.fsutil import atomic_write, fsync_dir
 
 POLL = 0.2  # seconds between looks at the stop/kill files and the deadline
@@ -90,31 +90,12 @@ def run_attempt(spec: dict[str, Any]) -> dict[str, Any]:
         attempt_dir / "where.json",
         {"host": socket.gethostname(), "worker": _worker_address(), "pid": os.getpid()},
     )
-    r, w = os.pipe()
-    job = {**spec, "msg_fd": w, "parent_pid": os.getpid()}
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_"))}
-    env.setdefault("PYTHONUNBUFFERED", "1")
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nkod.worker"],
-            stdin=subprocess.PIPE,
-            stdout=sys.stderr.fileno(),
-            pass_fds=(w,),
-            env=env,
-            cwd=str(workdir),
-            process_group=0,
-        )
+        proc, r = spawn_worker(spec, workdir)  # dies with this Dask worker (PR_SET_PDEATHSIG)
     except OSError as exc:
-        os.close(r)
-        os.close(w)
         error = f"cannot start a worker process on {socket.gethostname()}: {exc}"
         msg = {"type": "error", "kind": "transient", "error": error}
         return _finish(attempt_dir, {"message": msg, "returncode": None, "timed_out": False, "fenced": False})
-    os.close(w)
-    assert proc.stdin is not None
-    with contextlib.suppress(BrokenPipeError):
-        proc.stdin.write(orjson.dumps(job))
-        proc.stdin.close()
     return _supervise(proc, r, attempt_dir, spec)
 
 

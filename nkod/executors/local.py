@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -42,6 +43,41 @@ def child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_"))}
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def spawn_worker(spec: dict[str, Any], workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``python -m nkod.worker`` for `spec` in `workdir`, leading its own process group (a terminal's
+    Ctrl+C goes to the daemon only, which drains); returns it and the read end of its message pipe. It
+    dies with this process (PR_SET_PDEATHSIG). OSError: no process could be made (fds, memory)."""
+    r, w = os.pipe()
+    spec = {**spec, "msg_fd": w, "parent_pid": os.getpid()}
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nkod.worker"],
+            stdin=subprocess.PIPE,
+            stdout=sys.stderr.fileno(),
+            pass_fds=(w,),
+            env=child_env(),
+            cwd=str(workdir),
+            process_group=0,
+        )
+    except OSError:
+        os.close(r)
+        raise
+    finally:
+        os.close(w)
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(orjson.dumps(spec))
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass  # the worker died at once; reaping records why
+    except OSError:
+        kill_group(proc, signal.SIGKILL)
+        proc.wait()
+        os.close(r)
+        raise
+    return proc, r
 
 
 @dataclass
@@ -84,35 +120,7 @@ class LocalExecutor:
 
     def start(self, job: Job, spec: dict[str, Any]) -> None:
         assert isinstance(job, LocalJob)
-        r, w = os.pipe()
-        spec = {**spec, "msg_fd": w, "parent_pid": os.getpid()}
-        env = child_env()
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "nkod.worker"],
-                stdin=subprocess.PIPE,
-                stdout=sys.stderr.fileno(),
-                pass_fds=(w,),
-                env=env,
-                cwd=str(job.workdir),
-                process_group=0,  # a terminal's Ctrl+C goes to the daemon only, which drains
-            )
-        except OSError:  # no process could be made (fds, memory): the caller records a transient failure
-            os.close(r)
-            raise
-        finally:
-            os.close(w)
-        assert proc.stdin is not None
-        try:
-            proc.stdin.write(orjson.dumps(spec))
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass  # the worker died at once; reaping records why
-        except OSError:
-            kill_group(proc, signal.SIGKILL)
-            proc.wait()
-            os.close(r)
-            raise
+        proc, r = spawn_worker(spec, job.workdir)
         os.set_blocking(r, False)
         job.proc = proc
         job.fd = r
