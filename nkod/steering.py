@@ -9,6 +9,7 @@ cannot apply to are refused with the reason, never silently dropped.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import orjson
@@ -114,7 +115,7 @@ def entry_priorities(entries: Mapping[str, Mapping[str, Any]]) -> Mapping[str, i
 
 
 def run_order(
-    projector: Projector, available: Mapping[str, Any] | set[str], priorities: Mapping[str, int]
+    projector: Projector, available: Mapping[str, Any] | AbstractSet[str], priorities: Mapping[str, int]
 ) -> Iterator[str]:
     """Videos that may run, in the order they run: interrupted first; then prioritized ones (nkoctl
     prioritize) in the order they were prioritized; then by entry priority, higher first (ties in entry
