@@ -168,3 +168,21 @@ def test_plan_of_plain_and_steered_videos_is_unchanged_by_the_shortcuts() -> Non
     entries = {vid: {"path": "x"} for vid in videos} | {"v4": {"path": "x", "priority": 3}}
     assert decide.plan(back, entries, NOW) == decide.plan(state, entries, NOW)
     assert [r.action for r in decide.plan(back, entries, NOW)] == ["run", "run", "run", "wait", "skip"]
+
+
+def test_videos_added_makes_one_video_object_per_new_video() -> None:
+    """A million-line manifest's videos_added: no draft nor placeholder per new video, whose freed blocks
+    stayed in the daemon's memory (peak traced memory per video ~ one Video and its index entries)."""
+    import tracemalloc
+
+    ids = [f"m{i:07d}" for i in range(50_000)]
+    p = Projector()
+    p.apply({"v": 1, "seq": 1, "ts": "2026-06-01T00:00:00.000000Z", "type": "log_created", "log_id": "x"})
+    tracemalloc.start()
+    try:
+        p.apply({"v": 1, "seq": 2, "ts": "2026-06-01T00:00:01.000000Z", "type": "videos_added", "video_ids": ids})
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(p.videos) == len(p.queue) == p.status_counts[Status.PENDING] == len(ids)
+    assert peak / len(ids) < 400, f"{peak / len(ids):.0f} bytes per added video at the peak"
