@@ -252,7 +252,8 @@ def _session_length(p: Projector, end_ts: str | None) -> float:
 
 
 _status_of = attrgetter("status")
-_NO_VIDEO = SimpleNamespace(status=None)
+_video_id_of = attrgetter("video_id")
+_NO_VIDEO = SimpleNamespace(status=None, video_id=None)
 
 
 def _dict_copy(videos: Mapping[str, Video]) -> dict[str, Video]:
@@ -263,10 +264,11 @@ def _dict_copy(videos: Mapping[str, Video]) -> dict[str, Video]:
 
 def _in_status(order: Iterable[str], videos: Mapping[str, Video], status: Status) -> dict[str, None]:
     """The ids in `order` (kept) of the videos in `status`, by identity, in C-level passes (no Python
-    loop per id: a million-video queue)."""
-    order = tuple(order)
-    found = map(_status_of, map(videos.get, order, repeat(_NO_VIDEO)))
-    return dict.fromkeys(compress(order, map(is_, found, repeat(status))))
+    loop per id: a million-video queue). Each id kept is its Video's own `video_id` string, not the one in
+    `order` (a snapshot's order list parses its own copies: a million of them kept, ~57 MB, and slower
+    lookups that must compare the characters)."""
+    found = tuple(map(videos.get, order, repeat(_NO_VIDEO)))
+    return dict.fromkeys(compress(map(_video_id_of, found), map(is_, map(_status_of, found), repeat(status))))
 
 
 _NUMBER = frozenset((int, float))  # not bool: True is not a duration
