@@ -186,3 +186,13 @@ def test_videos_added_makes_one_video_object_per_new_video() -> None:
         tracemalloc.stop()
     assert len(p.videos) == len(p.queue) == p.status_counts[Status.PENDING] == len(ids)
     assert peak / len(ids) < 400, f"{peak / len(ids):.0f} bytes per added video at the peak"
+
+
+def test_projector_queue_keys_are_the_videos_own_id_strings() -> None:
+    """A state's queue order holds its own copies of the ids (a snapshot parses them apart): the projector
+    keeps the videos' strings, not a second million of them."""
+    videos = {vid: Video(vid) for vid in (f"v{i}" for i in range(5))}
+    copies = tuple("".join(["v", str(i)]) for i in range(5))  # equal strings, other objects
+    p = Projector(State(videos=videos, queue_order=copies))
+    assert list(p.queue) == list(videos)
+    assert all(key is p.videos[key].video_id for key in p.queue)
