@@ -196,3 +196,21 @@ def test_projector_queue_keys_are_the_videos_own_id_strings() -> None:
     p = Projector(State(videos=videos, queue_order=copies))
     assert list(p.queue) == list(videos)
     assert all(key is p.videos[key].video_id for key in p.queue)
+
+
+@given(steering_events, st.data())
+def test_run_order_without_priorities_equals_the_loop_over_the_indexes(
+    log: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """With no entry priorities, run_order (its queue part filtered in C) is redo, then boosted, then the
+    queue, each without skipped videos or ids that have no entry."""
+    from nkod import steering
+
+    p = Projector(fold(log))
+    available = set(data.draw(st.lists(st.sampled_from([*p.videos, "x"]))) if p.videos else [])
+    v = p.videos
+    expected = [vid for vid in p.redo if vid in available and not v[vid].skipped]
+    boosted = [vid for vid in p.boosted if vid in v and v[vid].status is Status.PENDING and not v[vid].skipped]
+    boosted = [vid for vid in boosted if vid in available]
+    expected += boosted + [vid for vid in p.queue if vid in available and vid not in boosted and not v[vid].skipped]
+    assert list(steering.run_order(p, available, {})) == expected
