@@ -6,7 +6,8 @@ import re
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from itertools import filterfalse
+from itertools import filterfalse, groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -130,40 +131,34 @@ class QueueCommands(CtlBase):
         return 0
 
 
-_PLAN_ROW = '  {\n    "video_id": %s,\n    "action": %s,\n    "reason": %s%s\n  }'
+_PLAN_HEAD = '  {\n    "video_id": '
 _PLAIN_IDS = re.compile(r"[A-Za-z0-9_-]*")  # ids JSON writes as they are, between quotes
 _PLAN_CHUNK = 10_000
+_ROW_KIND = itemgetter(1, 2, 3)  # action, reason, wait_seconds
+_ROW_ID = itemgetter(0)
 
 
 def plan_json(rows: list[PlanRow]) -> Iterator[str]:
     """`plan --json`: the rows as a JSON list of {video_id, action, reason[, wait_seconds]} objects, the
     same text as ``orjson.dumps(list of dicts, OPT_INDENT_2)`` plus a newline, written a chunk of rows at a
-    time: a million rows as one list of dicts and one document cost ~1 s and their memory twice over."""
+    time: a million rows as one list of dicts and one document cost ~1 s and their memory twice over.
+    Consecutive rows that differ only in their id (most of a big plan: "run", "pending") are written by
+    one join of their ids."""
     if not rows:
         yield "[]\n"
         return
     dump = orjson.dumps
-    known: dict[str, str] = {}  # reason -> its JSON: most rows share a few reasons ("pending")
     yield "[\n"
     for start in range(0, len(rows), _PLAN_CHUNK):
-        chunk = rows[start : start + _PLAN_CHUNK]
-        plain_ids = _PLAIN_IDS.fullmatch("".join(r.video_id for r in chunk)) is not None
         parts = []
-        for vid, action, reason, wait in chunk:
-            text = known.get(reason)
-            if text is None:
-                text = dump(reason).decode()
-                if len(known) < _PLAN_CHUNK:
-                    known[reason] = text
-            parts.append(
-                _PLAN_ROW
-                % (
-                    f'"{vid}"' if plain_ids else dump(vid).decode(),
-                    f'"{action}"' if action in ("run", "wait", "skip") else dump(action).decode(),
-                    text,
-                    "" if wait is None else ',\n    "wait_seconds": ' + dump(wait).decode(),
-                )
-            )
+        for (action, reason, wait), group in groupby(rows[start : start + _PLAN_CHUNK], _ROW_KIND):
+            ids = list(map(_ROW_ID, group))
+            waited = "" if wait is None else ',\n    "wait_seconds": ' + dump(wait).decode()
+            tail = f',\n    "action": {dump(action).decode()},\n    "reason": {dump(reason).decode()}{waited}\n  }}'
+            if _PLAIN_IDS.fullmatch("".join(ids)):
+                parts.append(_PLAN_HEAD + '"' + ('"' + tail + ",\n" + _PLAN_HEAD + '"').join(ids) + '"' + tail)
+            else:
+                parts.append(",\n".join(_PLAN_HEAD + dump(vid).decode() + tail for vid in ids))
         yield (",\n" if start else "") + ",\n".join(parts)
     yield "\n]\n"
 
