@@ -271,31 +271,35 @@ def plan(
     entries: Mapping[str, Any] = available if isinstance(available, Mapping) else dict.fromkeys(available)
     priorities = steering.entry_priorities(entries)
     indexed = state if isinstance(state, Projector) else Projector(state)
+    # A row per video of a million: the common case (no backoff, nothing prioritized) costs a few
+    # attribute reads; rows are made as tuples directly (PlanRow's generated __new__ is a Python call).
+    row = tuple.__new__
+    videos = state.videos
+    pending, interrupted = Status.PENDING, Status.INTERRUPTED
     runs: list[PlanRow] = []
     waits: list[PlanRow] = []
     rest: list[PlanRow] = []
     placed: set[str] = set()
-    for vid in steering.run_order(indexed, entries, priorities):
+    for vid in steering.run_order(indexed, entries.keys(), priorities):  # keys(): a C-level `in` for a dict
         placed.add(vid)
-        v = state.videos[vid]
-        if (wait := retry_wait(v, now, max_wait)) > 0 and v.status is Status.PENDING:
+        v = videos[vid]
+        if v.not_before is not None and (wait := retry_wait(v, now, max_wait)) > 0 and v.status is pending:
             left = (parse_ts(v.not_before or "") - now).total_seconds()
             until = v.not_before if left <= wait else iso(now + timedelta(seconds=wait))  # else: clock stepped back
-            waits.append(
-                PlanRow(vid, "wait", f"backoff after attempt {v.attempt} until {until}: {v.error}", round(wait, 3))
-            )
+            why = f"backoff after attempt {v.attempt} until {until}: {v.error}"
+            waits.append(row(PlanRow, (vid, "wait", why, round(wait, 3))))
             continue
-        if v.status is Status.INTERRUPTED:
+        if v.status is interrupted:
             reason = "interrupted: redone first"
         else:
             reason = "pending" if v.failures == 0 else f"retry after {v.failures} failure(s)"
             if v.priority_boost:
                 reason += ", prioritized (nkoctl prioritize)"
-            elif priorities.get(vid):
+            elif priorities and priorities.get(vid):
                 reason += f", priority {priorities[vid]}"
         if v.redo:
             reason += "; redo: the previous output is archived when this one is committed"
-        runs.append(PlanRow(vid, "run", reason))
+        runs.append(row(PlanRow, (vid, "run", reason, None)))
     for vid, v in state.videos.items():
         if vid in placed:
             continue

@@ -9,6 +9,9 @@ cannot apply to are refused with the reason, never silently dropped.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from itertools import filterfalse
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -97,6 +100,9 @@ def with_entries(videos: Mapping[str, Video], available: Mapping[str, Any]) -> d
 
 # -- run order ------------------------------------------------------------------------------------
 
+_video_id_of = attrgetter("video_id")
+_skipped_of = attrgetter("skipped")
+
 
 def entry_priority(entry: Mapping[str, Any]) -> int:
     """A manifest line's (or a source's) ``priority``: an int, higher first; anything else is 0."""
@@ -114,7 +120,7 @@ def entry_priorities(entries: Mapping[str, Mapping[str, Any]]) -> Mapping[str, i
 
 
 def run_order(
-    projector: Projector, available: Mapping[str, Any] | set[str], priorities: Mapping[str, int]
+    projector: Projector, available: Mapping[str, Any] | AbstractSet[str], priorities: Mapping[str, int]
 ) -> Iterator[str]:
     """Videos that may run, in the order they run: interrupted first; then prioritized ones (nkoctl
     prioritize) in the order they were prioritized; then by entry priority, higher first (ties in entry
@@ -138,9 +144,13 @@ def run_order(
         if v is not None and v.status is Status.PENDING and not v.skipped and vid not in seen and vid in available:
             seen.add(vid)
             yield vid
-    for vid in projector.queue:
-        if vid in available and vid not in priorities and vid not in seen and not videos[vid].skipped:
-            yield vid
+    if priorities or seen:
+        for vid in projector.queue:
+            if vid in available and vid not in priorities and vid not in seen and not videos[vid].skipped:
+                yield vid
+    else:  # the common case, and a million-video queue: the same filter in C-level passes (still lazy)
+        listed = filter(available.__contains__, projector.queue)
+        yield from map(_video_id_of, filterfalse(_skipped_of, map(videos.__getitem__, listed)))
     for vid in ranked:
         if priorities[vid] >= 0:
             continue

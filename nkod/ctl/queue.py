@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from itertools import filterfalse, groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +19,7 @@ from nkod.manifest import load as load_manifest
 from nkod.state import Status
 
 if TYPE_CHECKING:
-    pass
+    from nkod.decide import PlanRow
 
 from nkod.ctl.base import EXIT_ERROR, EXIT_USAGE, CtlBase, CtlError, literal
 
@@ -76,15 +80,14 @@ class QueueCommands(CtlBase):
         available = decide.available_entries(p, m.entries)  # the manifest and videos found by nkoctl add
         # Lines the daemon has not read yet: it adds them as pending (in manifest order) when it reads the
         # manifest, before it applies the requests waiting in requests/; both are shown done, in that order.
-        new = [vid for vid in available if vid not in p.videos]
+        new = list(filterfalse(p.videos.__contains__, available))  # (C-level: a million-line manifest)
         if new:
             p = steering.preview(p, [{"type": "videos_added", "video_ids": new}], p.last_ts or "1970-01-01T00:00:00Z")
         shown, queued = self.with_queued_requests(p, available, self.daemon_pid())
-        fresh = set(new)
-        rows = [
-            r._replace(reason=r.reason + " (new in the manifest)") if r.video_id in fresh else r
-            for r in decide.plan(shown, available, datetime.now(UTC))
-        ]
+        rows = decide.plan(shown, available, datetime.now(UTC))
+        if new:
+            fresh = set(new)
+            rows = [r._replace(reason=r.reason + " (new in the manifest)") if r.video_id in fresh else r for r in rows]
         # (on stderr: plan --json stays a list of rows)
         if shown.paused:
             self.console.print("[yellow]paused:[/] nothing starts until `nkoctl resume`", highlight=False)
@@ -92,12 +95,8 @@ class QueueCommands(CtlBase):
             target = "".join(f" {vid}" for vid in req.get("video_ids") or [])
             self.console.print(f"[yellow]request {req['type']}{target}[/]: {req['state']}", highlight=False)
         if as_json:
-            doc = [
-                {"video_id": r.video_id, "action": r.action, "reason": r.reason}
-                | ({} if r.wait_seconds is None else {"wait_seconds": r.wait_seconds})
-                for r in rows
-            ]
-            sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+            for text in plan_json(rows):
+                sys.stdout.write(text)
             return 0
         from rich.table import Table
         from rich.text import Text
@@ -130,6 +129,38 @@ class QueueCommands(CtlBase):
         )
         self._report_submission(path, f"import of {len(completed)} completed and {len(failed)} failed", wait)
         return 0
+
+
+_PLAN_HEAD = '  {\n    "video_id": '
+_PLAIN_IDS = re.compile(r"[A-Za-z0-9_-]*")  # ids JSON writes as they are, between quotes
+_PLAN_CHUNK = 10_000
+_ROW_KIND = itemgetter(1, 2, 3)  # action, reason, wait_seconds
+_ROW_ID = itemgetter(0)
+
+
+def plan_json(rows: list[PlanRow]) -> Iterator[str]:
+    """`plan --json`: the rows as a JSON list of {video_id, action, reason[, wait_seconds]} objects, the
+    same text as ``orjson.dumps(list of dicts, OPT_INDENT_2)`` plus a newline, written a chunk of rows at a
+    time: a million rows as one list of dicts and one document cost ~1 s and their memory twice over.
+    Consecutive rows that differ only in their id (most of a big plan: "run", "pending") are written by
+    one join of their ids."""
+    if not rows:
+        yield "[]\n"
+        return
+    dump = orjson.dumps
+    yield "[\n"
+    for start in range(0, len(rows), _PLAN_CHUNK):
+        parts = []
+        for (action, reason, wait), group in groupby(rows[start : start + _PLAN_CHUNK], _ROW_KIND):
+            ids = list(map(_ROW_ID, group))
+            waited = "" if wait is None else ',\n    "wait_seconds": ' + dump(wait).decode()
+            tail = f',\n    "action": {dump(action).decode()},\n    "reason": {dump(reason).decode()}{waited}\n  }}'
+            if _PLAIN_IDS.fullmatch("".join(ids)):
+                parts.append(_PLAN_HEAD + '"' + ('"' + tail + ",\n" + _PLAN_HEAD + '"').join(ids) + '"' + tail)
+            else:
+                parts.append(",\n".join(_PLAN_HEAD + dump(vid).decode() + tail for vid in ids))
+        yield (",\n" if start else "") + ",\n".join(parts)
+    yield "\n]\n"
 
 
 def parse_seed_checkpoint(file: Path) -> tuple[list[str], list[dict[str, Any]]]:

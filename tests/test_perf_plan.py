@@ -1,0 +1,216 @@
+"""`nkoctl plan` and loading a million videos (issue 13, row 7): each shortcut gives exactly what the slow,
+obvious way gives."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nkod import decide, manifest, snapshot
+from nkod.ctl import queue
+from nkod.decide import PlanRow
+from nkod.state import Projector, State, Status, Video, fold
+from tests.strategies import events, steering_events
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def _body(state: State) -> snapshot._Body:
+    doc, rest = snapshot._parse(snapshot.encode(state))
+    assert rest is not None
+    return snapshot._Body(rest, doc["body_crc"])
+
+
+@given(st.one_of(events, steering_events))
+def test_snapshot_rows_of_only_an_id_are_built_without_parsing_and_equal_the_parsed_ones(
+    log: list[dict[str, Any]],
+) -> None:
+    """Videos read from a snapshot's rows (plain rows compared, not parsed) equal the rows parsed one by one."""
+    state = fold(log)
+    body = _body(state)
+    parsed = {row["id"]: snapshot._video_from_row(row) for row in body.all_rows()}
+    assert body.videos() == parsed == dict(state.videos)
+
+
+def test_a_row_that_looks_plain_for_an_id_json_escapes_is_parsed_and_refused() -> None:
+    """An id with a quote never takes the plain-row path: its row is parsed and checked against the id."""
+    vid = 'x","s":"failed'
+    rows = orjson.dumps([vid]) + b'\n{"id":"x","s":"failed"}\n'
+    with pytest.raises(ValueError, match="video row 0"):
+        snapshot._Body(rows, f"{zlib.crc32(rows):08x}").videos()
+
+
+def _indexes_the_obvious_way(s: State) -> tuple[list[str], list[str], dict[Status, int], list[str]]:
+    redo = dict.fromkeys(v for v in s.redo_order if v in s.videos and s.videos[v].status is Status.INTERRUPTED)
+    queue_ = dict.fromkeys(v for v in s.queue_order if v in s.videos and s.videos[v].status is Status.PENDING)
+    counts = dict.fromkeys(Status, 0)
+    for vid, v in s.videos.items():
+        counts[v.status] += 1
+        if v.status is Status.INTERRUPTED:
+            redo.setdefault(vid, None)
+        elif v.status is Status.PENDING:
+            queue_.setdefault(vid, None)
+    boosted = sorted((v for v in s.videos.values() if v.priority_boost), key=lambda v: v.priority_boost)
+    return list(redo), list(queue_), counts, [v.video_id for v in boosted]
+
+
+@given(st.one_of(events, steering_events), st.data())
+def test_projector_indexes_built_from_a_state_equal_a_scan_of_its_videos(
+    log: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """Projector(state)'s redo, queue, counts and boosted, with the state's orders cut, reordered or naming
+    unknown ids, equal the obvious per-video scan."""
+    s = fold(log)
+    ids = [*s.videos, "unknown"]
+    order = st.lists(st.sampled_from(ids), max_size=len(ids) + 2)
+    s = State(**{**s.__dict__, "redo_order": tuple(data.draw(order)), "queue_order": tuple(data.draw(order))})
+    p = Projector(s)
+    assert (list(p.redo), list(p.queue), p.status_counts, list(p.boosted)) == _indexes_the_obvious_way(s)
+
+
+_text = st.text(max_size=12)
+_rows = st.lists(
+    st.builds(
+        PlanRow,
+        st.one_of(st.from_regex(r"[A-Za-z0-9_-]{1,8}", fullmatch=True), _text),
+        st.sampled_from(["run", "wait", "skip"]),
+        st.one_of(st.sampled_from(["pending", "completed"]), _text),
+        st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False), st.integers(-5, 5)),
+    ),
+    max_size=12,
+)
+
+
+@given(_rows)
+def test_plan_json_is_the_text_of_orjsons_indented_document(rows: list[PlanRow]) -> None:
+    """plan --json, written a chunk of rows at a time, is byte for byte orjson's indent-2 list of dicts."""
+    doc = [
+        {"video_id": r.video_id, "action": r.action, "reason": r.reason}
+        | ({} if r.wait_seconds is None else {"wait_seconds": r.wait_seconds})
+        for r in rows
+    ]
+    chunk, queue._PLAN_CHUNK = queue._PLAN_CHUNK, 3  # chunk boundaries inside the example
+    try:
+        assert "".join(queue.plan_json(rows)) == orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"
+    finally:
+        queue._PLAN_CHUNK = chunk
+
+
+def _problem_the_obvious_way(obj: Any) -> str | tuple[str, int]:
+    """What the manifest's checks (one at a time) say of one parsed line: a problem, or (id, priority)."""
+    if not isinstance(obj, dict):
+        return "not an object"
+    if "video_id" not in obj:
+        return "no video_id"
+    why = manifest.id_problem(obj["video_id"])
+    if why:
+        return why
+    path, url = obj.get("path"), obj.get("url")
+    if path is None and url is None:
+        return "needs 'path' or 'url'"
+    if path is not None and (not isinstance(path, str) or not path):
+        return "'path' must be a non-empty string"
+    if url is not None and (not isinstance(url, str) or not url.lower().startswith(("http://", "https://"))):
+        return "'url' must be an http(s) URL"
+    priority = obj.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        return "'priority' must be an integer"
+    return obj["video_id"], priority
+
+
+_MISSING = object()
+_field = {
+    "video_id": [_MISSING, "ok-1", "", "x" * 65, "a b", 7, None],
+    "path": [_MISSING, "a.mp4", "", 5, None],
+    "url": [_MISSING, _MISSING, "https://x.invalid/v", "ftp://x", None, 3],
+    "priority": [_MISSING, 2, -1, True, 1.5, "3", None],
+}
+# Each field is most often the common line's value, so that lines wrong in one field alone are frequent.
+_lines = st.fixed_dictionaries({k: st.one_of(st.just(v[1]), st.sampled_from(v)) for k, v in _field.items()}).map(
+    lambda d: {k: v for k, v in d.items() if v is not _MISSING}
+)
+
+
+@given(st.lists(_lines, max_size=8))
+def test_the_manifests_quick_check_of_a_common_line_agrees_with_the_full_checks(lines: list[Mapping[str, Any]]) -> None:
+    """Each line is an entry (with its priority) or a problem exactly when the checks one at a time say so."""
+    m = manifest.parse(b"".join(orjson.dumps(obj) + b"\n" for obj in lines), Path("/m/videos.jsonl"))
+    problems = {p.line: p.error for p in m.problems}
+    seen: set[str] = set()
+    for number, obj in enumerate(lines, 1):
+        expected = _problem_the_obvious_way(obj)
+        if isinstance(expected, tuple) and expected[0] in seen:
+            assert "duplicate video_id" in problems[number]
+        elif isinstance(expected, tuple):
+            seen.add(expected[0])
+            assert m.lines[expected[0]] == number and number not in problems
+            assert m.entries.priorities.get(expected[0], 0) == expected[1]
+        else:
+            assert number in problems
+
+
+def test_plan_of_plain_and_steered_videos_is_unchanged_by_the_shortcuts() -> None:
+    """decide.plan over a state read back from its snapshot gives the rows of the state it was written from."""
+    videos = {f"v{i}": Video(f"v{i}") for i in range(5)}
+    videos["v1"] = Video("v1", failures=2, not_before="2026-06-01T00:00:10.000000Z", retry_delay=10.0, error="e")
+    videos["v2"] = Video("v2", status=Status.COMPLETED)
+    videos["v3"] = Video("v3", priority_boost=7, redo=True)
+    state = State(videos=videos, queue_order=tuple(videos))
+    back = snapshot.state_from_doc(snapshot.state_to_doc(state), _body(state).videos())
+    entries = {vid: {"path": "x"} for vid in videos} | {"v4": {"path": "x", "priority": 3}}
+    assert decide.plan(back, entries, NOW) == decide.plan(state, entries, NOW)
+    assert [r.action for r in decide.plan(back, entries, NOW)] == ["run", "run", "run", "wait", "skip"]
+
+
+def test_videos_added_makes_one_video_object_per_new_video() -> None:
+    """A million-line manifest's videos_added: no draft nor placeholder per new video, whose freed blocks
+    stayed in the daemon's memory (peak traced memory per video ~ one Video and its index entries)."""
+    import tracemalloc
+
+    ids = [f"m{i:07d}" for i in range(50_000)]
+    p = Projector()
+    p.apply({"v": 1, "seq": 1, "ts": "2026-06-01T00:00:00.000000Z", "type": "log_created", "log_id": "x"})
+    tracemalloc.start()
+    try:
+        p.apply({"v": 1, "seq": 2, "ts": "2026-06-01T00:00:01.000000Z", "type": "videos_added", "video_ids": ids})
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(p.videos) == len(p.queue) == p.status_counts[Status.PENDING] == len(ids)
+    assert peak / len(ids) < 400, f"{peak / len(ids):.0f} bytes per added video at the peak"
+
+
+def test_projector_queue_keys_are_the_videos_own_id_strings() -> None:
+    """A state's queue order holds its own copies of the ids (a snapshot parses them apart): the projector
+    keeps the videos' strings, not a second million of them."""
+    videos = {vid: Video(vid) for vid in (f"v{i}" for i in range(5))}
+    copies = tuple("".join(["v", str(i)]) for i in range(5))  # equal strings, other objects
+    p = Projector(State(videos=videos, queue_order=copies))
+    assert list(p.queue) == list(videos)
+    assert all(key is p.videos[key].video_id for key in p.queue)
+
+
+@given(steering_events, st.data())
+def test_run_order_without_priorities_equals_the_loop_over_the_indexes(
+    log: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """With no entry priorities, run_order (its queue part filtered in C) is redo, then boosted, then the
+    queue, each without skipped videos or ids that have no entry."""
+    from nkod import steering
+
+    p = Projector(fold(log))
+    available = set(data.draw(st.lists(st.sampled_from([*p.videos, "x"]))) if p.videos else [])
+    v = p.videos
+    expected = [vid for vid in p.redo if vid in available and not v[vid].skipped]
+    boosted = [vid for vid in p.boosted if vid in v and v[vid].status is Status.PENDING and not v[vid].skipped]
+    boosted = [vid for vid in boosted if vid in available]
+    expected += boosted + [vid for vid in p.queue if vid in available and vid not in boosted and not v[vid].skipped]
+    assert list(steering.run_order(p, available, {})) == expected
