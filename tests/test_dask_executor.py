@@ -537,3 +537,32 @@ def test_daemon_killed_at_random_moments_loses_and_repeats_nothing(own_cluster: 
     assert_staging_clean(d)
     caught = d.output_text().count("dask_attempt_reattached") + d.types().count("video_interrupted")
     assert caught >= 1, f"seed {seed}: no kill landed while a video ran"
+
+
+# -- adversarial review (issue 11) ------------------------------------------------------------------
+
+
+def test_a_finished_attempt_rerun_by_dask_keeps_its_done_json(own_cluster: Cluster, tmp_path: Path) -> None:
+    """kill -9 of the daemon; v01 finishes on its worker (done.json: a result), then that worker, which holds
+    the result the published dataset wants, is killed: the scheduler runs the task again elsewhere. That rerun
+    must not replace the finished attempt's done.json: the restarted daemon commits v01, started once."""
+    d = dask_data(tmp_path, own_cluster, workers=1)
+    d.manifest([{"video_id": "v01", "sleep": 1}])
+    proc = d.start()
+    wait_for(lambda: (staged_attempt(d, "v01") or Path("/x")).joinpath("where.json").exists(), timeout=60)
+    attempt = staged_attempt(d, "v01")
+    assert attempt is not None
+    kill9(proc)
+    wait_for(lambda: attempt.joinpath("done.json").exists(), timeout=60, what="v01's done.json")
+    where = json.loads((attempt / "where.json").read_text())
+    victim = next(w for w in own_cluster.workers if w.pid == where["pid"])
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=10)
+    # The scheduler drops the lost worker and runs the task again on the other one: the dataset still
+    # wants its result ("lose already computed task(s), which will be recomputed elsewhere").
+    wait_for(lambda: own_cluster.connected_workers() == 1, timeout=30, interval=0.2, what="the lost worker dropped")
+    time.sleep(2)  # the rerun has run by now (the task is short: it finds its attempt over)
+    r = d.run(timeout=180)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert len(starts(d, "v01")) == 1, d.types("v01")
+    assert_each_completed_once(d, ["v01"])
