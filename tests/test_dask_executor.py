@@ -542,6 +542,37 @@ def test_daemon_killed_at_random_moments_loses_and_repeats_nothing(own_cluster: 
 # -- adversarial review (issue 11) ------------------------------------------------------------------
 
 
+def test_a_hung_scheduler_never_blocks_the_daemons_loop(own_cluster: Cluster, tmp_path: Path) -> None:
+    """The scheduler is paused (SIGSTOP: its connections stay open, nothing answers) while v01 runs: v01's
+    done.json still gets it committed, and the loop keeps going (no call to the scheduler waits without a
+    bound), so a SIGTERM stops the daemon promptly; once the scheduler runs again, everything completes once."""
+    d = dask_data(tmp_path, own_cluster, workers=1)
+    d.manifest([{"video_id": "v01", "sleep": 2}, {"video_id": "v02", "sleep": 0.2}])
+    d.config.write_text(d.config.read_text() + "connect_timeout = 2.0\n")
+    proc = d.start()
+    assert own_cluster.scheduler is not None
+    scheduler_pid = own_cluster.scheduler.pid
+    try:
+        wait_for(lambda: (staged_attempt(d, "v01") or Path("/x")).joinpath("where.json").exists(), timeout=60)
+        os.killpg(scheduler_pid, signal.SIGSTOP)
+        wait_for(lambda: d.completed_count().get("v01") == 1, timeout=60, what="v01 committed from its done.json")
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the daemon's loop is stuck on the hung scheduler: SIGTERM not acted on") from None
+        assert code == 0, d.output_text()[-3000:]
+    finally:
+        os.killpg(scheduler_pid, signal.SIGCONT)
+        if proc.poll() is None:
+            kill9(proc)
+    # Paused past their TTL, the workers (no nanny) were dropped and exit; under systemd they come back.
+    own_cluster.start_worker()
+    own_cluster.wait_workers(1)
+    assert d.run(timeout=180).returncode == 0, d.output_text()[-3000:]
+    assert_each_completed_once(d, ["v01", "v02"])
+
+
 def test_a_finished_attempt_rerun_by_dask_keeps_its_done_json(own_cluster: Cluster, tmp_path: Path) -> None:
     """kill -9 of the daemon; v01 finishes on its worker (done.json: a result), then that worker, which holds
     the result the published dataset wants, is killed: the scheduler runs the task again elsewhere. That rerun
