@@ -597,3 +597,33 @@ def test_a_finished_attempt_rerun_by_dask_keeps_its_done_json(own_cluster: Clust
     assert r.returncode == 0, r.stdout[-3000:]
     assert len(starts(d, "v01")) == 1, d.types("v01")
     assert_each_completed_once(d, ["v01"])
+
+
+def published(c: Cluster) -> list[str]:
+    """The datasets published on the cluster's scheduler (a short-lived client, in a subprocess)."""
+    code = (
+        "import json; from distributed import Client\n"
+        f"c = Client({c.address!r}, timeout=10)\n"
+        "print(json.dumps(sorted(c.list_datasets()))); c.close()"
+    )
+    listed = subprocess.run([binary("python"), "-c", code], capture_output=True, text=True, env=env(), timeout=60)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    names: list[str] = json.loads(listed.stdout.strip().splitlines()[-1])
+    return names
+
+
+@pytest.mark.parametrize("point", ["before_output_rename", "after_output_rename", "after_append"])
+def test_daemon_killed_around_the_commit_of_a_remote_video(shared_cluster: Cluster, tmp_path: Path, point: str) -> None:
+    """kill -9 of the daemon just before the rename of a remote video's work dir into output/, just after
+    it (before video_completed is appended), or just after the append: the next run completes it exactly
+    once without running it again, and leaves no staging dir and no published dataset behind."""
+    d = dask_data(tmp_path, shared_cluster, workers=1)
+    d.manifest([{"video_id": "v01", "sleep": 0.2}])
+    r = d.run(timeout=180, NKOD_FAILPOINT=point)
+    assert r.returncode == -9, r.stdout[-3000:]
+    r = d.run(timeout=180)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert len(starts(d, "v01")) == 1, d.types("v01")
+    assert_each_completed_once(d, ["v01"])
+    assert_staging_clean(d)
+    assert [n for n in published(shared_cluster) if n.endswith("-v01-" + str(starts(d, "v01")[0]["seq"]))] == []

@@ -291,6 +291,7 @@ class DaskExecutor:
             self.client.publish_dataset(future, name=job.key, override=True, callback_timeout=self.call_timeout)
         except Exception as exc:
             shutil.rmtree(job.attempt_dir, ignore_errors=True)  # the task, if it runs, finds its attempt over
+            self._unpublish.put(job.key)  # a publish that timed out may still reach the scheduler later
             self._unanswered(f"{type(exc).__name__}: {exc}")  # no more starts until the watcher hears it again
             raise ConnectionError(f"cannot submit to the Dask scheduler at {self.address}: {exc}") from exc
         self._track(job, future)
@@ -364,8 +365,8 @@ class DaskExecutor:
     def _find_again(self, job: DaskJob, now: float) -> None:
         """An orphan: once a scheduler is back, is the task still known there (the scheduler never died;
         only the connection did)?"""
-        if now < job.next_find or not self._connected():
-            return
+        if now < job.next_find or not (self._connected() and self._was_connected):
+            return  # not while the scheduler is away or does not answer: each try would hold the loop
         job.next_find = now + 1.0
         with contextlib.suppress(Exception):
             future = self.client.get_dataset(job.key, default=None, callback_timeout=self.call_timeout)
