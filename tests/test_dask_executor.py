@@ -627,3 +627,44 @@ def test_daemon_killed_around_the_commit_of_a_remote_video(shared_cluster: Clust
     assert_each_completed_once(d, ["v01"])
     assert_staging_clean(d)
     assert [n for n in published(shared_cluster) if n.endswith("-v01-" + str(starts(d, "v01")[0]["seq"]))] == []
+
+
+def test_stop_grace_holds_for_an_orphan_whose_worker_is_gone_too(own_cluster: Cluster, tmp_path: Path) -> None:
+    """The scheduler dies and v01's worker hangs (SIGSTOP: a host lost with it), so v01 is an orphan that will
+    never answer; SIGTERM with stop_grace = 1: the orphan is stopped and fenced like any unreachable attempt
+    (about stop_grace + 15 s), not kept until orphan_grace (120 s); it is recorded interrupted, and no file
+    of it is left."""
+    d = DataDir(tmp_path / "data", executor="dask", workers=1, stop_grace=1.0)
+    (tmp_path / "shared").mkdir()
+    add_config_table(
+        d,
+        "dask",
+        {"scheduler_address": own_cluster.address, "shared_dir": str(tmp_path / "shared"), "orphan_grace": 120.0},
+    )
+    d.manifest([{"video_id": "v01", "sleep": 60}])
+    proc = d.start()
+    paused: list[int] = []
+    try:
+        wait_for(lambda: (staged_attempt(d, "v01") or Path("/x")).joinpath("where.json").exists(), timeout=60)
+        where = json.loads((staged_attempt(d, "v01") or Path()).joinpath("where.json").read_text())
+        victim = next(w for w in own_cluster.workers if w.pid == where["pid"])
+        os.killpg(victim.pid, signal.SIGSTOP)
+        paused.append(victim.pid)
+        own_cluster.kill_scheduler()
+        wait_for(lambda: "dask_attempt_orphaned" in d.output_text(), timeout=30, what="v01 orphaned")
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the stop waited for orphan_grace, not the stop grace") from None
+        assert code == 0, d.output_text()[-3000:]
+        assert time.monotonic() - t0 < 40
+    finally:
+        if proc.poll() is None:
+            kill9(proc)
+        for pid in paused:  # its processor is killed as its dir is gone, once it runs again
+            os.killpg(pid, signal.SIGCONT)
+    interrupted = [e for e in d.events() if e["type"] == "video_interrupted"]
+    assert [e["video_id"] for e in interrupted] == ["v01"] and "grace" in interrupted[0]["reason"], interrupted
+    assert_staging_clean(d)

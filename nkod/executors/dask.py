@@ -319,6 +319,11 @@ class DaskExecutor:
                 )
                 job.returncode = -9
                 return True
+            if job.kill_at is not None and now >= job.kill_at + FENCE_AFTER:
+                # Stopped (grace, timeout) and still no marker: fenced as below, not kept until orphan_grace.
+                self.log.warning("dask_attempt_fenced", video_id=job.video_id, key=job.key)
+                job.returncode = -9
+                return True
             self._find_again(job, now)
             return False
         if job.error is not None:
