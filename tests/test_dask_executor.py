@@ -668,3 +668,29 @@ def test_stop_grace_holds_for_an_orphan_whose_worker_is_gone_too(own_cluster: Cl
     interrupted = [e for e in d.events() if e["type"] == "video_interrupted"]
     assert [e["video_id"] for e in interrupted] == ["v01"] and "grace" in interrupted[0]["reason"], interrupted
     assert_staging_clean(d)
+
+
+def test_daemon_restarted_after_the_scheduler_gives_a_running_attempt_its_orphan_grace(
+    own_cluster: Cluster, tmp_path: Path
+) -> None:
+    """kill -9 of the daemon while v01 runs, then the scheduler is killed and restarted (its datasets are gone)
+    while v01's worker finishes the task: the restarted daemon finds no dataset and no done.json yet, but
+    the attempt started (where.json) and may still deliver: it is an orphan with its orphan_grace, not
+    interrupted at once; its done.json comes, and v01 is committed, started once."""
+    d = dask_data(tmp_path, own_cluster, workers=1)
+    d.manifest([{"video_id": "v01", "sleep": 8}])
+    proc = d.start()
+    wait_for(lambda: (staged_attempt(d, "v01") or Path("/x")).joinpath("where.json").exists(), timeout=60)
+    kill9(proc)
+    own_cluster.kill_scheduler()
+    own_cluster.start_scheduler()
+    own_cluster.start_worker()
+    own_cluster.wait_workers(1)
+    attempt = staged_attempt(d, "v01")
+    assert attempt is not None and not (attempt / "done.json").exists(), "too late: v01 has ended already"
+    r = d.run(timeout=180)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert len(starts(d, "v01")) == 1, d.types("v01")
+    assert "video_interrupted" not in d.types()
+    assert_each_completed_once(d, ["v01"])
+    assert_staging_clean(d)

@@ -451,13 +451,19 @@ class DaskExecutor:
             with contextlib.suppress(Exception):
                 future = self.client.get_dataset(key, default=None, callback_timeout=self.call_timeout)
             ending = _read_json(attempt_dir / "done.json")
-            if future is None and ending is None:
-                continue
+            started = (attempt_dir / "where.json").exists()
+            if future is None and ending is None and not started:
+                continue  # never ran, and no scheduler holds it: truly gone
+            # No dataset (the scheduler was restarted, or the daemon died before publishing) but the task did
+            # start: it may still be running on its worker and leave its done.json. An orphan, given
+            # orphan_grace as in a running daemon, not interrupted (and its processor killed) at once.
             fields = {k: getattr(candidate, k) for k in ("video_id", "attempt", "started_seq", "started", "deadline")}
             job = DaskJob(**fields, workdir=attempt_dir / "work", key=key, attempt_dir=attempt_dir, ending=ending)
             if future is not None:
                 self._track(job, future)
-            self.log.info("dask_attempt_reattached", video_id=vid, key=key, ended=ending is not None)
+            self.log.info(
+                "dask_attempt_reattached", video_id=vid, key=key, ended=ending is not None, orphan=future is None
+            )
             attached.append(job)
             keep.add(attempt_dir)
         self._clean(keep, {j.key for j in attached if isinstance(j, DaskJob)})
