@@ -694,3 +694,53 @@ def test_daemon_restarted_after_the_scheduler_gives_a_running_attempt_its_orphan
     assert "video_interrupted" not in d.types()
     assert_each_completed_once(d, ["v01"])
     assert_staging_clean(d)
+
+
+@pytest.fixture
+def full_shared_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs at tmp_path/fs for the shared dir and output/ (needs root and mount(2))."""
+    from tests.test_disk_faults import _mount
+
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    r = _mount(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs", str(mnt)])
+    if r.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        if _mount(["umount", str(mnt)]).returncode != 0:
+            _mount(["umount", "-l", str(mnt)])
+
+
+def test_a_commit_refused_by_a_full_disk_keeps_the_remote_attempt_for_the_next_start(
+    own_cluster: Cluster, tmp_path: Path, full_shared_fs: Path
+) -> None:
+    """v01 finishes remotely while the daemon is down; the restarted daemon cannot commit it (the shared
+    filesystem is full: exit 75). Its staging dir (done.json, work/) must survive that failure: once space is
+    freed, the next start commits it, started once, not redone."""
+    from tests.test_disk_faults import _fill
+
+    (full_shared_fs / "shared").mkdir()
+    (full_shared_fs / "output").mkdir()
+    shared = tmp_path / "shared"  # where shared_dir(d) looks
+    shared.symlink_to(full_shared_fs / "shared")
+    d = DataDir(tmp_path / "data", executor="dask", workers=1)
+    (d.root / "output").symlink_to(full_shared_fs / "output")  # output/ on the shared filesystem
+    add_config_table(d, "dask", {"scheduler_address": own_cluster.address, "shared_dir": str(shared)})
+    d.manifest([{"video_id": "v01", "sleep": 1}])
+    proc = d.start()
+    wait_for(lambda: (staged_attempt(d, "v01") or Path("/x")).joinpath("where.json").exists(), timeout=60)
+    kill9(proc)
+    wait_for(lambda: (staged_attempt(d, "v01") or Path("/x")).joinpath("done.json").exists(), timeout=60)
+    filler = _fill(full_shared_fs)
+    r = d.run(timeout=120)
+    assert r.returncode == 75, r.stdout[-3000:]
+    filler.unlink()
+    assert (staged_attempt(d, "v01") or Path("/x")).joinpath("done.json").exists(), "the finished attempt was deleted"
+    r = d.run(timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert len(starts(d, "v01")) == 1, d.types("v01")
+    assert_each_completed_once(d, ["v01"])
