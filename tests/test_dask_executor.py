@@ -744,3 +744,38 @@ def test_a_commit_refused_by_a_full_disk_keeps_the_remote_attempt_for_the_next_s
     assert r.returncode == 0, r.stdout[-3000:]
     assert len(starts(d, "v01")) == 1, d.types("v01")
     assert_each_completed_once(d, ["v01"])
+
+
+def test_a_hung_scheduler_makes_its_running_attempts_orphans(own_cluster: Cluster, tmp_path: Path) -> None:
+    """The scheduler and v01's worker both hang (SIGSTOP: a host and the scheduler unresponsive, their
+    connections open): v01 gives no sign and no scheduler answers, so it is an orphan like under a dead
+    scheduler: recorded interrupted after orphan_grace (3 s), not left running until video_timeout."""
+    d = DataDir(tmp_path / "data", executor="dask", workers=1)
+    (tmp_path / "shared").mkdir()
+    add_config_table(
+        d,
+        "dask",
+        {"scheduler_address": own_cluster.address, "shared_dir": str(tmp_path / "shared"), "orphan_grace": 3.0},
+    )
+    d.config.write_text(d.config.read_text() + "connect_timeout = 2.0\n")
+    d.manifest([{"video_id": "v01", "sleep": 60}])
+    proc = d.start()
+    assert own_cluster.scheduler is not None
+    paused: list[int] = []
+    try:
+        wait_for(lambda: (staged_attempt(d, "v01") or Path("/x")).joinpath("where.json").exists(), timeout=60)
+        where = json.loads((staged_attempt(d, "v01") or Path()).joinpath("where.json").read_text())
+        for pid in (where["pid"], own_cluster.scheduler.pid):
+            os.killpg(pid, signal.SIGSTOP)
+            paused.append(pid)
+        wait_for(lambda: "video_interrupted" in d.types("v01"), timeout=40, what="v01 recorded interrupted")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=40) == 0
+    finally:
+        if proc.poll() is None:
+            kill9(proc)
+        for pid in paused:
+            os.killpg(pid, signal.SIGCONT)
+    interrupted = next(e for e in d.events() if e["type"] == "video_interrupted")
+    assert "orphan_grace" in interrupted["reason"], interrupted
+    assert not (staged_attempt(d, "v01") or Path("/x")).exists()

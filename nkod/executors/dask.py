@@ -344,6 +344,18 @@ class DaskExecutor:
             self.log.warning("dask_attempt_fenced", video_id=job.video_id, key=job.key)
             job.returncode = -9
             return True
+        # Its future is pending. If the scheduler does not answer (hung: its connection stays open, so the
+        # future is never cancelled), nothing would tell us this attempt's worker was lost: an orphan too.
+        if self._was_connected:
+            job.lost_at = None
+        elif job.lost_at is None:
+            job.lost_at = now
+        elif now - job.lost_at >= self.config.orphan_grace:
+            job.stop_reason = job.stop_reason or (
+                f"Dask scheduler not answering: no result within orphan_grace ({self.config.orphan_grace:g} s)"
+            )
+            job.returncode = -9
+            return True
         self._look(job, now)
         return False
 
