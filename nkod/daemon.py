@@ -768,12 +768,14 @@ class Daemon:
             if not self.executor.collect(job):
                 continue
             del self.jobs[job.video_id]
-            ended.append(job)
             try:
                 drafts.extend(self._finish(job))
             except StorageError as exc:  # record what is already committed, then stop
+                # Not forgotten: its ending is not recorded, and what it left (a remote attempt's done.json
+                # and work/) lets the next start commit it instead of running it again.
                 storage_error = str(exc)
                 break
+            ended.append(job)
             if job.outcome is not None and job.outcome.kind == "storage":
                 storage_error = f"a worker could not write: {job.outcome.error}"
                 break

@@ -565,3 +565,245 @@ def test_daemon_killed_at_random_moments_loses_and_repeats_nothing(own_cluster: 
     assert_staging_clean(d)
     caught = d.output_text().count("dask_attempt_reattached") + d.types().count("video_interrupted")
     assert caught >= 1, f"seed {seed}: no kill landed while a video ran"
+
+
+# -- adversarial review (issue 11) ------------------------------------------------------------------
+
+
+def test_a_hung_scheduler_never_blocks_the_daemons_loop(own_cluster: Cluster, tmp_path: Path) -> None:
+    """The scheduler is paused (SIGSTOP: its connections stay open, nothing answers) while v01 runs: v01's
+    done.json still gets it committed, and the loop keeps going (no call to the scheduler waits without a
+    bound), so a SIGTERM stops the daemon promptly; once the scheduler runs again, everything completes once."""
+    d = dask_data(tmp_path, own_cluster, workers=1)
+    d.manifest([{"video_id": "v01", "sleep": 2}, {"video_id": "v02", "sleep": 0.2}])
+    d.config.write_text(d.config.read_text() + "connect_timeout = 2.0\n")
+    proc = d.start()
+    assert own_cluster.scheduler is not None
+    scheduler_pid = own_cluster.scheduler.pid
+    try:
+        wait_for(lambda: (staged_attempt(d, "v01") or Path("/x")).joinpath("where.json").exists(), timeout=60)
+        os.killpg(scheduler_pid, signal.SIGSTOP)
+        wait_for(lambda: d.completed_count().get("v01") == 1, timeout=60, what="v01 committed from its done.json")
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the daemon's loop is stuck on the hung scheduler: SIGTERM not acted on") from None
+        assert code == 0, d.output_text()[-3000:]
+    finally:
+        os.killpg(scheduler_pid, signal.SIGCONT)
+        if proc.poll() is None:
+            kill9(proc)
+    # Paused past their TTL, the workers (no nanny) were dropped and exit; under systemd they come back.
+    own_cluster.start_worker()
+    own_cluster.wait_workers(1)
+    assert d.run(timeout=180).returncode == 0, d.output_text()[-3000:]
+    assert_each_completed_once(d, ["v01", "v02"])
+
+
+def test_a_finished_attempt_rerun_by_dask_keeps_its_done_json(own_cluster: Cluster, tmp_path: Path) -> None:
+    """kill -9 of the daemon; v01 finishes on its worker (done.json: a result), then that worker, which holds
+    the result the published dataset wants, is killed: the scheduler runs the task again elsewhere. That rerun
+    must not replace the finished attempt's done.json: the restarted daemon commits v01, started once."""
+    d = dask_data(tmp_path, own_cluster, workers=1)
+    d.manifest([{"video_id": "v01", "sleep": 1}])
+    proc = d.start()
+    wait_for(lambda: (staged_attempt(d, "v01") or Path("/x")).joinpath("where.json").exists(), timeout=60)
+    attempt = staged_attempt(d, "v01")
+    assert attempt is not None
+    kill9(proc)
+    wait_for(lambda: attempt.joinpath("done.json").exists(), timeout=60, what="v01's done.json")
+    where = json.loads((attempt / "where.json").read_text())
+    victim = next(w for w in own_cluster.workers if w.pid == where["pid"])
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=10)
+    # The scheduler drops the lost worker and runs the task again on the other one: the dataset still
+    # wants its result ("lose already computed task(s), which will be recomputed elsewhere").
+    wait_for(lambda: own_cluster.connected_workers() == 1, timeout=30, interval=0.2, what="the lost worker dropped")
+    time.sleep(2)  # the rerun has run by now (the task is short: it finds its attempt over)
+    r = d.run(timeout=180)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert len(starts(d, "v01")) == 1, d.types("v01")
+    assert_each_completed_once(d, ["v01"])
+
+
+def published(c: Cluster) -> list[str]:
+    """The datasets published on the cluster's scheduler (a short-lived client, in a subprocess)."""
+    code = (
+        "import json; from distributed import Client\n"
+        f"c = Client({c.address!r}, timeout=10)\n"
+        "print(json.dumps(sorted(c.list_datasets()))); c.close()"
+    )
+    listed = subprocess.run([binary("python"), "-c", code], capture_output=True, text=True, env=env(), timeout=60)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    names: list[str] = json.loads(listed.stdout.strip().splitlines()[-1])
+    return names
+
+
+@pytest.mark.parametrize("point", ["before_output_rename", "after_output_rename", "after_append"])
+def test_daemon_killed_around_the_commit_of_a_remote_video(shared_cluster: Cluster, tmp_path: Path, point: str) -> None:
+    """kill -9 of the daemon just before the rename of a remote video's work dir into output/, just after
+    it (before video_completed is appended), or just after the append: the next run completes it exactly
+    once without running it again, and leaves no staging dir and no published dataset behind."""
+    d = dask_data(tmp_path, shared_cluster, workers=1)
+    d.manifest([{"video_id": "v01", "sleep": 0.2}])
+    r = d.run(timeout=180, NKOD_FAILPOINT=point)
+    assert r.returncode == -9, r.stdout[-3000:]
+    r = d.run(timeout=180)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert len(starts(d, "v01")) == 1, d.types("v01")
+    assert_each_completed_once(d, ["v01"])
+    assert_staging_clean(d)
+    assert [n for n in published(shared_cluster) if n.endswith("-v01-" + str(starts(d, "v01")[0]["seq"]))] == []
+
+
+def test_stop_grace_holds_for_an_orphan_whose_worker_is_gone_too(own_cluster: Cluster, tmp_path: Path) -> None:
+    """The scheduler dies and v01's worker hangs (SIGSTOP: a host lost with it), so v01 is an orphan that will
+    never answer; SIGTERM with stop_grace = 1: the orphan is stopped and fenced like any unreachable attempt
+    (about stop_grace + 15 s), not kept until orphan_grace (120 s); it is recorded interrupted, and no file
+    of it is left."""
+    d = DataDir(tmp_path / "data", executor="dask", workers=1, stop_grace=1.0)
+    (tmp_path / "shared").mkdir()
+    add_config_table(
+        d,
+        "dask",
+        {"scheduler_address": own_cluster.address, "shared_dir": str(tmp_path / "shared"), "orphan_grace": 120.0},
+    )
+    d.manifest([{"video_id": "v01", "sleep": 60}])
+    proc = d.start()
+    paused: list[int] = []
+    try:
+        wait_for(lambda: (staged_attempt(d, "v01") or Path("/x")).joinpath("where.json").exists(), timeout=60)
+        where = json.loads((staged_attempt(d, "v01") or Path()).joinpath("where.json").read_text())
+        victim = next(w for w in own_cluster.workers if w.pid == where["pid"])
+        os.killpg(victim.pid, signal.SIGSTOP)
+        paused.append(victim.pid)
+        own_cluster.kill_scheduler()
+        wait_for(lambda: "dask_attempt_orphaned" in d.output_text(), timeout=30, what="v01 orphaned")
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the stop waited for orphan_grace, not the stop grace") from None
+        assert code == 0, d.output_text()[-3000:]
+        assert time.monotonic() - t0 < 40
+    finally:
+        if proc.poll() is None:
+            kill9(proc)
+        for pid in paused:  # its processor is killed as its dir is gone, once it runs again
+            os.killpg(pid, signal.SIGCONT)
+    interrupted = [e for e in d.events() if e["type"] == "video_interrupted"]
+    assert [e["video_id"] for e in interrupted] == ["v01"] and "grace" in interrupted[0]["reason"], interrupted
+    assert_staging_clean(d)
+
+
+def test_daemon_restarted_after_the_scheduler_gives_a_running_attempt_its_orphan_grace(
+    own_cluster: Cluster, tmp_path: Path
+) -> None:
+    """kill -9 of the daemon while v01 runs, then the scheduler is killed and restarted (its datasets are gone)
+    while v01's worker finishes the task: the restarted daemon finds no dataset and no done.json yet, but
+    the attempt started (where.json) and may still deliver: it is an orphan with its orphan_grace, not
+    interrupted at once; its done.json comes, and v01 is committed, started once."""
+    d = dask_data(tmp_path, own_cluster, workers=1)
+    d.manifest([{"video_id": "v01", "sleep": 8}])
+    proc = d.start()
+    wait_for(lambda: (staged_attempt(d, "v01") or Path("/x")).joinpath("where.json").exists(), timeout=60)
+    kill9(proc)
+    own_cluster.kill_scheduler()
+    own_cluster.start_scheduler()
+    own_cluster.start_worker()
+    own_cluster.wait_workers(1)
+    attempt = staged_attempt(d, "v01")
+    assert attempt is not None and not (attempt / "done.json").exists(), "too late: v01 has ended already"
+    r = d.run(timeout=180)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert len(starts(d, "v01")) == 1, d.types("v01")
+    assert "video_interrupted" not in d.types()
+    assert_each_completed_once(d, ["v01"])
+    assert_staging_clean(d)
+
+
+@pytest.fixture
+def full_shared_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs at tmp_path/fs for the shared dir and output/ (needs root and mount(2))."""
+    from tests.test_disk_faults import _mount
+
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    r = _mount(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs", str(mnt)])
+    if r.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        if _mount(["umount", str(mnt)]).returncode != 0:
+            _mount(["umount", "-l", str(mnt)])
+
+
+def test_a_commit_refused_by_a_full_disk_keeps_the_remote_attempt_for_the_next_start(
+    own_cluster: Cluster, tmp_path: Path, full_shared_fs: Path
+) -> None:
+    """v01 finishes remotely while the daemon is down; the restarted daemon cannot commit it (the shared
+    filesystem is full: exit 75). Its staging dir (done.json, work/) must survive that failure: once space is
+    freed, the next start commits it, started once, not redone."""
+    from tests.test_disk_faults import _fill
+
+    (full_shared_fs / "shared").mkdir()
+    (full_shared_fs / "output").mkdir()
+    shared = tmp_path / "shared"  # where shared_dir(d) looks
+    shared.symlink_to(full_shared_fs / "shared")
+    d = DataDir(tmp_path / "data", executor="dask", workers=1)
+    (d.root / "output").symlink_to(full_shared_fs / "output")  # output/ on the shared filesystem
+    add_config_table(d, "dask", {"scheduler_address": own_cluster.address, "shared_dir": str(shared)})
+    d.manifest([{"video_id": "v01", "sleep": 1}])
+    proc = d.start()
+    wait_for(lambda: (staged_attempt(d, "v01") or Path("/x")).joinpath("where.json").exists(), timeout=60)
+    kill9(proc)
+    wait_for(lambda: (staged_attempt(d, "v01") or Path("/x")).joinpath("done.json").exists(), timeout=60)
+    filler = _fill(full_shared_fs)
+    r = d.run(timeout=120)
+    assert r.returncode == 75, r.stdout[-3000:]
+    filler.unlink()
+    assert (staged_attempt(d, "v01") or Path("/x")).joinpath("done.json").exists(), "the finished attempt was deleted"
+    r = d.run(timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert len(starts(d, "v01")) == 1, d.types("v01")
+    assert_each_completed_once(d, ["v01"])
+
+
+def test_a_hung_scheduler_makes_its_running_attempts_orphans(own_cluster: Cluster, tmp_path: Path) -> None:
+    """The scheduler and v01's worker both hang (SIGSTOP: a host and the scheduler unresponsive, their
+    connections open): v01 gives no sign and no scheduler answers, so it is an orphan like under a dead
+    scheduler: recorded interrupted after orphan_grace (3 s), not left running until video_timeout."""
+    d = DataDir(tmp_path / "data", executor="dask", workers=1)
+    (tmp_path / "shared").mkdir()
+    add_config_table(
+        d,
+        "dask",
+        {"scheduler_address": own_cluster.address, "shared_dir": str(tmp_path / "shared"), "orphan_grace": 3.0},
+    )
+    d.config.write_text(d.config.read_text() + "connect_timeout = 2.0\n")
+    d.manifest([{"video_id": "v01", "sleep": 60}])
+    proc = d.start()
+    assert own_cluster.scheduler is not None
+    paused: list[int] = []
+    try:
+        wait_for(lambda: (staged_attempt(d, "v01") or Path("/x")).joinpath("where.json").exists(), timeout=60)
+        where = json.loads((staged_attempt(d, "v01") or Path()).joinpath("where.json").read_text())
+        for pid in (where["pid"], own_cluster.scheduler.pid):
+            os.killpg(pid, signal.SIGSTOP)
+            paused.append(pid)
+        wait_for(lambda: "video_interrupted" in d.types("v01"), timeout=40, what="v01 recorded interrupted")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=40) == 0
+    finally:
+        if proc.poll() is None:
+            kill9(proc)
+        for pid in paused:
+            os.killpg(pid, signal.SIGCONT)
+    interrupted = next(e for e in d.events() if e["type"] == "video_interrupted")
+    assert "orphan_grace" in interrupted["reason"], interrupted
+    assert not (staged_attempt(d, "v01") or Path("/x")).exists()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import shutil
 import threading
 import time
@@ -43,6 +44,7 @@ from nkod.executors.dask_task import run_attempt
 FENCE_AFTER = 10.0  # seconds after SIGKILL was asked before an attempt that has not ended is given up (fenced)
 LOOK_EVERY = 1.0  # seconds between reads of a running attempt's progress.json / where.json
 MONITOR_EVERY = 1.0  # seconds between the background thread's looks at the cluster
+CALL_TIMEOUT = 5.0  # the longest any one request to the scheduler may take (a paused scheduler never answers)
 
 
 class ClusterUnavailable(Exception):
@@ -120,6 +122,9 @@ class DaskExecutor:
         self._stop = threading.Event()
         self._monitor: threading.Thread | None = None
         self._was_connected = False
+        # Datasets of jobs that are over, unpublished by the watcher thread: the loop never waits on the network.
+        self._unpublish: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.call_timeout = min(CALL_TIMEOUT, config.connect_timeout)
 
     # -- connection ---------------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -146,7 +151,10 @@ class DaskExecutor:
             raise ClusterSetupError(f"[dask] shared_dir {self.shared}: cannot write: {exc.strerror or exc}") from exc
         self.client = self._connect()
         self._was_connected = True
-        self._refresh_cluster()
+        try:
+            self._refresh_cluster()
+        except Exception as exc:  # connected, yet no answer: a hung scheduler
+            raise ClusterUnavailable(self.address, f"no answer: {type(exc).__name__}: {exc}") from exc
         self._monitor = threading.Thread(target=self._watch, name="nkod-dask", daemon=True)
         self._monitor.start()
 
@@ -167,11 +175,16 @@ class DaskExecutor:
         while not self._stop.wait(MONITOR_EVERY):
             try:
                 if self._connected():
-                    self._refresh_cluster()
-                    if not self._was_connected:  # distributed reconnected by itself
+                    try:
+                        self._refresh_cluster()
+                    except Exception as exc:  # connected, but no answer in time: a hung scheduler or network
+                        self._unanswered(f"{type(exc).__name__}: {exc}")
+                        continue
+                    if not self._was_connected:  # distributed reconnected by itself (or the scheduler answers again)
                         self._was_connected = True
                         self.log.info("dask_scheduler_connected", scheduler=self.address, **self.cluster)
                         self.wake()
+                    self._drain_unpublish()
                     continue
                 if self._was_connected:
                     self._was_connected = False
@@ -194,8 +207,32 @@ class DaskExecutor:
             except Exception as exc:  # never let the watcher die: the loop reads its state only
                 self.cluster = {**self.cluster, "connected": False, "error": f"{type(exc).__name__}: {exc}"}
 
+    def _unanswered(self, error: str) -> None:
+        """The scheduler's connection is up but it does not answer: no job is started until it does."""
+        if self._was_connected:
+            self._was_connected = False
+            self.log.warning("dask_scheduler_unresponsive", scheduler=self.address, error=error)
+            self.wake()
+        self.cluster = {**self.cluster, "connected": False, "workers": 0, "slots": 0, "error": error}
+
+    def _drain_unpublish(self) -> None:
+        while True:
+            try:
+                key = self._unpublish.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self.client.unpublish_dataset(key, callback_timeout=self.call_timeout)
+            except KeyError:
+                pass  # not published (any more)
+            except Exception:
+                self._unpublish.put(key)  # tried again on the next look
+                return
+
     def _refresh_cluster(self) -> None:
-        info = self.client.scheduler_info(n_workers=-1)
+        # Not client.scheduler_info(): it waits without a bound and keeps its old answer on errors.
+        client = self.client
+        info = client.sync(client.scheduler.identity, n_workers=-1, callback_timeout=self.call_timeout)
         workers = info.get("workers") or {}
         self.cluster = {
             "connected": True,
@@ -206,13 +243,23 @@ class DaskExecutor:
     def ready(self) -> bool:
         """Connected, to a scheduler with workers: a task queued where nothing can run it would only spend
         its video_timeout waiting."""
-        return self._connected() and self._was_connected and bool(self.cluster.get("workers"))
+        cluster = self.cluster
+        return (
+            self._connected()
+            and self._was_connected
+            and cluster.get("connected") is True
+            and bool(cluster.get("workers"))
+        )
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "scheduler": self.address, **self.cluster}
 
     def close(self) -> None:
         self._stop.set()
+        if self._monitor is not None:
+            self._monitor.join(self.call_timeout + MONITOR_EVERY)
+        if self._connected() and self._was_connected:
+            self._drain_unpublish()  # the last jobs' datasets (one bounded try when the scheduler is hung)
         client, self.client = self.client, None
         if client is not None:
             with contextlib.suppress(Exception):
@@ -241,9 +288,11 @@ class DaskExecutor:
             future = self.client.submit(run_attempt, spec, key=job.key, pure=False, retries=0)
             # A plain future is forgotten when its client dies; a published dataset is kept for a restarted
             # daemon to find (reattach).
-            self.client.publish_dataset(future, name=job.key, override=True)
+            self.client.publish_dataset(future, name=job.key, override=True, callback_timeout=self.call_timeout)
         except Exception as exc:
-            shutil.rmtree(job.attempt_dir, ignore_errors=True)
+            shutil.rmtree(job.attempt_dir, ignore_errors=True)  # the task, if it runs, finds its attempt over
+            self._unpublish.put(job.key)  # a publish that timed out may still reach the scheduler later
+            self._unanswered(f"{type(exc).__name__}: {exc}")  # no more starts until the watcher hears it again
             raise ConnectionError(f"cannot submit to the Dask scheduler at {self.address}: {exc}") from exc
         self._track(job, future)
 
@@ -270,6 +319,11 @@ class DaskExecutor:
                 )
                 job.returncode = -9
                 return True
+            if job.kill_at is not None and now >= job.kill_at + FENCE_AFTER:
+                # Stopped (grace, timeout) and still no marker: fenced as below, not kept until orphan_grace.
+                self.log.warning("dask_attempt_fenced", video_id=job.video_id, key=job.key)
+                job.returncode = -9
+                return True
             self._find_again(job, now)
             return False
         if job.error is not None:
@@ -290,6 +344,18 @@ class DaskExecutor:
             self.log.warning("dask_attempt_fenced", video_id=job.video_id, key=job.key)
             job.returncode = -9
             return True
+        # Its future is pending. If the scheduler does not answer (hung: its connection stays open, so the
+        # future is never cancelled), nothing would tell us this attempt's worker was lost: an orphan too.
+        if self._was_connected:
+            job.lost_at = None
+        elif job.lost_at is None:
+            job.lost_at = now
+        elif now - job.lost_at >= self.config.orphan_grace:
+            job.stop_reason = job.stop_reason or (
+                f"Dask scheduler not answering: no result within orphan_grace ({self.config.orphan_grace:g} s)"
+            )
+            job.returncode = -9
+            return True
         self._look(job, now)
         return False
 
@@ -298,7 +364,7 @@ class DaskExecutor:
         status = future.status
         if status == "finished":
             try:
-                result = future.result(timeout=self.config.connect_timeout)
+                result = future.result(timeout=self.call_timeout)
             except Exception:  # the result could not be fetched: done.json (read next pass) or orphan
                 job.future = None
                 return
@@ -316,11 +382,11 @@ class DaskExecutor:
     def _find_again(self, job: DaskJob, now: float) -> None:
         """An orphan: once a scheduler is back, is the task still known there (the scheduler never died;
         only the connection did)?"""
-        if now < job.next_find or not self._connected():
-            return
+        if now < job.next_find or not (self._connected() and self._was_connected):
+            return  # not while the scheduler is away or does not answer: each try would hold the loop
         job.next_find = now + 1.0
         with contextlib.suppress(Exception):
-            future = self.client.get_dataset(job.key, default=None)
+            future = self.client.get_dataset(job.key, default=None, callback_timeout=self.call_timeout)
             if future is not None:
                 job.lost_at = None
                 self._track(job, future)
@@ -345,9 +411,7 @@ class DaskExecutor:
         if job.future is not None:
             job.future.release()
             job.future = None
-        if self._connected():
-            with contextlib.suppress(Exception):
-                self.client.unpublish_dataset(job.key)
+        self._unpublish.put(job.key)  # by the watcher: a hung scheduler must not hold the loop
 
     def running(self, job: Job) -> bool:
         assert isinstance(job, DaskJob)
@@ -397,15 +461,21 @@ class DaskExecutor:
             key = f"{self.prefix}{vid}-{seq}"
             future = None
             with contextlib.suppress(Exception):
-                future = self.client.get_dataset(key, default=None)
+                future = self.client.get_dataset(key, default=None, callback_timeout=self.call_timeout)
             ending = _read_json(attempt_dir / "done.json")
-            if future is None and ending is None:
-                continue
+            started = (attempt_dir / "where.json").exists()
+            if future is None and ending is None and not started:
+                continue  # never ran, and no scheduler holds it: truly gone
+            # No dataset (the scheduler was restarted, or the daemon died before publishing) but the task did
+            # start: it may still be running on its worker and leave its done.json. An orphan, given
+            # orphan_grace as in a running daemon, not interrupted (and its processor killed) at once.
             fields = {k: getattr(candidate, k) for k in ("video_id", "attempt", "started_seq", "started", "deadline")}
             job = DaskJob(**fields, workdir=attempt_dir / "work", key=key, attempt_dir=attempt_dir, ending=ending)
             if future is not None:
                 self._track(job, future)
-            self.log.info("dask_attempt_reattached", video_id=vid, key=key, ended=ending is not None)
+            self.log.info(
+                "dask_attempt_reattached", video_id=vid, key=key, ended=ending is not None, orphan=future is None
+            )
             attached.append(job)
             keep.add(attempt_dir)
         self._clean(keep, {j.key for j in attached if isinstance(j, DaskJob)})
@@ -420,6 +490,6 @@ class DaskExecutor:
                 with contextlib.suppress(OSError):
                     video_dir.rmdir()
         with contextlib.suppress(Exception):
-            for name in self.client.list_datasets():
+            for name in self.client.list_datasets(callback_timeout=self.call_timeout):
                 if isinstance(name, str) and name.startswith(self.prefix) and name not in keep_keys:
-                    self.client.unpublish_dataset(name)
+                    self._unpublish.put(name)

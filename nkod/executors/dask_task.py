@@ -57,6 +57,14 @@ def _read_where(attempt_dir: Path) -> str:
         return "unknown worker"
 
 
+def _read_done(attempt_dir: Path) -> dict[str, Any] | None:
+    try:
+        doc = orjson.loads((attempt_dir / "done.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
 def _write_json(path: Path, doc: dict[str, Any], durable: bool = False) -> bool:
     """Write `doc` atomically into the attempt dir; False if the dir is gone (the attempt was fenced)."""
     try:
@@ -75,6 +83,11 @@ def run_attempt(spec: dict[str, Any]) -> dict[str, Any]:
     workdir = attempt_dir / "work"
     if not workdir.is_dir():
         return {"message": None, "returncode": None, "timed_out": False, "fenced": True}
+    ended = _read_done(attempt_dir)
+    if ended is not None:
+        # This attempt finished already; Dask runs the task again because the worker holding its result was
+        # lost (a published dataset still wants it). Its done.json is the ending: never replaced.
+        return ended
     if (attempt_dir / "where.json").exists():
         # Dask is running this task again after losing the worker that had it (allowed-failures > 0): the
         # work dir holds that run's leftovers. nkod's log decides retries, with a fresh attempt and dir.
