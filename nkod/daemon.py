@@ -156,6 +156,8 @@ class Daemon:
         self._last_rescan = 0.0
         self._last_extend = 0.0
         self._aborted = False
+        self._unready_since: float | None = None  # --once: since when the executor could take no work
+        self._executor_gave_up = False
         self._log_damage: str | None = None  # found by the verifier thread in the part a snapshot covers
         self._verifier: threading.Thread | None = None
         # Monotonic time (self.clock) when this daemon's session began: the events it appends carry
@@ -633,7 +635,30 @@ class Daemon:
             if self.once and not self.jobs and not self.stopping and not self._work_left():
                 self._stop_reason = "once: nothing runnable left"
                 return
+            if self.once and self._gave_up_on_executor(now):
+                return
             self._wait(self._timeout())
+
+    def _gave_up_on_executor(self, now: float) -> bool:
+        """--once with work left that the executor cannot take (a cluster without a scheduler or workers) for
+        [dask] orphan_grace: a batch job must end, so it stops with exit 75 (try again later)."""
+        if self.jobs or self.stopping or self.executor.ready() or not self._work_left():
+            self._unready_since = None
+            return False
+        if self._unready_since is None:
+            self._unready_since = now
+            return False
+        if now - self._unready_since < self.config.dask.orphan_grace:
+            return False
+        self.log.error(
+            "executor_unavailable",
+            error=f"no cluster to run videos on for {self.config.dask.orphan_grace:g} s (dask.orphan_grace)",
+            **self.executor.describe(),
+        )
+        self.exit_code = EXIT_STORAGE  # 75: try again later
+        self._executor_gave_up = True
+        self._stop_reason = "once: the cluster is unavailable"
+        return True
 
     def _check_lock_file(self) -> None:
         """nkod.lock deleted or replaced (by hand: "remove the stale lock"): the directory lock still keeps
@@ -953,7 +978,9 @@ class Daemon:
                 self.exit_code = EXIT_LOG
         reason = self._stop_reason or "stopped"
         try:
-            if self.exit_code not in (EXIT_STORAGE, EXIT_NOPERM):
+            # After a storage or permission failure the log may not take a line; a cluster that went away is
+            # no reason to skip the stop's record and snapshot.
+            if self.exit_code not in (EXIT_STORAGE, EXIT_NOPERM) or self._executor_gave_up:
                 self.append([{"type": "daemon_stopped", "reason": reason, "exit_code": self.exit_code}])
                 if self.exit_code == EXIT_LOG:  # the next start must meet the damage before any work
                     self.paths.snapshot.unlink(missing_ok=True)
@@ -1261,11 +1288,11 @@ class Daemon:
             "workers": self.config.daemon.workers,
             "executor": self.executor.describe(),
             "running": {
-                vid: {
+                vid: {  # the processor's progress first: its keys (untrusted) cannot hide nkod's own
+                    **j.progress,
                     "attempt": j.attempt,
                     "seconds": round(self.clock() - j.started, 1),
                     **({"where": j.where} if j.where else {}),
-                    **j.progress,
                 }
                 for vid, j in self.jobs.items()
             },

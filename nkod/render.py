@@ -102,7 +102,7 @@ def status_panel(doc: dict[str, Any]) -> RenderableType:
             info = (activity.get("running") or {}).get(vid, {})
             stage = info.get("stage")
             extra = f" — {stage}" if stage else ""
-            if "percent" in info:
+            if isinstance(info.get("percent"), int | float):
                 extra += f" {float(info['percent']):.0f}%"
             elif "done" in info and "total" in info:
                 extra += f" {info['done']}/{info['total']}"

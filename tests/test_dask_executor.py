@@ -450,6 +450,24 @@ def test_the_command_line_flags_select_the_cluster(shared_cluster: Cluster, tmp_
     assert_each_completed_once(d, ["v01", "v02"])
 
 
+def test_once_without_workers_gives_up_after_orphan_grace_with_exit_75(tmp_path: Path) -> None:
+    """--once on a cluster whose scheduler has no workers: nothing is started (a queued task would only spend
+    its timeout), and after orphan_grace the batch ends with exit 75 naming the cluster, no video touched."""
+    with cluster(tmp_path / "cluster", workers=0) as c:
+        d = DataDir(tmp_path / "data", executor="dask")
+        (tmp_path / "shared").mkdir()
+        add_config_table(
+            d, "dask", {"scheduler_address": c.address, "shared_dir": str(tmp_path / "shared"), "orphan_grace": 2.0}
+        )
+        d.manifest(videos(2))
+        t0 = time.monotonic()
+        r = d.run(timeout=120)
+    assert r.returncode == 75, r.stdout + r.stderr
+    assert time.monotonic() - t0 < 60
+    assert "executor_unavailable" in r.stdout and c.address in r.stdout
+    assert starts(d) == [] and d.types()[-1] == "daemon_stopped"
+
+
 def test_the_scheduler_file_names_the_cluster(shared_cluster: Cluster, tmp_path: Path) -> None:
     """[dask] scheduler_file (the JSON file `dask scheduler --scheduler-file` writes) instead of an address."""
     d = DataDir(tmp_path / "data", executor="dask", workers=2)
