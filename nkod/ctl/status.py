@@ -19,7 +19,18 @@ from nkod.state import Projector
 if TYPE_CHECKING:
     pass
 
-from nkod.ctl.base import EXIT_INTERRUPTED, EXIT_LOG, CtlBase, CtlError, literal
+from nkod.ctl.base import EXIT_INTERRUPTED, EXIT_LOG, CtlBase, CtlError, literal, resolve_data_dir
+
+
+def plain_status(data_dir: str | None, as_json: bool) -> int:
+    """`nkoctl status [--json]` without --watch, as `nkod.ctl.main` calls it (without the full parser)."""
+    from nkod.errors import RequestError
+
+    ctl = StatusCommands(resolve_data_dir(None if data_dir is None else Path(data_dir)))
+    try:
+        return ctl.status(as_json, False, 2.0)
+    except (CtlError, RequestError, PermissionError) as exc:
+        return ctl.failed(exc)
 
 
 class StatusCommands(CtlBase):
