@@ -362,7 +362,11 @@ class Daemon:
             return code
         try:
             self.writer = eventlog.LogWriter(
-                self.paths.log, replay.scan.last_seq + 1, self.failpoints, self._head_crc(replay)
+                self.paths.log,
+                replay.scan.last_seq + 1,
+                self.failpoints,
+                self._head_crc(replay),
+                vouch=self.paths.log_vouch,
             )
             if self.projector.seq == 0:
                 self.append([{"type": "log_created", "log_id": log_id, "nkod_version": __version__}])

@@ -21,6 +21,11 @@ class Paths:
         return self.root / "events.jsonl"
 
     @property
+    def log_vouch(self) -> Path:
+        """The running daemon's record of the log's stat and CRC (derived; see eventlog.LogWriter)."""
+        return self.root / "events.crc"
+
+    @property
     def snapshot(self) -> Path:
         return self.root / "snapshot.json"
 

@@ -155,10 +155,9 @@ def log_stat(log_path: Path) -> dict[str, int] | None:
     """What changes whenever a byte of the log does (its inode, size, mtime and ctime; ctime cannot be
     set back), or None if it cannot be read."""
     try:
-        st = os.stat(log_path)
+        return eventlog.stat_key(os.stat(log_path))
     except OSError:
         return None
-    return {"dev": st.st_dev, "ino": st.st_ino, "size": st.st_size, "mtime": st.st_mtime_ns, "ctime": st.st_ctime_ns}
 
 
 def encode(state: State | Projector, head_crc: int | None = None, log_stat: dict[str, int] | None = None) -> bytes:
@@ -294,6 +293,32 @@ def _head_unchanged(doc: dict[str, Any], log_path: Path) -> bool:
     return recorded is not None and recorded == log_stat(log_path)
 
 
+def _head_vouched(log_path: Path, offset: Any, head_crc: int | None) -> bool:
+    """Does the daemon's ``events.crc`` vouch that the log's bytes [0, offset) have CRC-32 `head_crc`?
+
+    While nkod runs (and after it crashed) no snapshot is at the log's end with the log's stat, so the head
+    it covers would have to be read again (170 MB for 1M events) to see damage under it. The daemon, the only
+    writer, records after each append the log's stat and the CRC of all its bytes: bytes it checked at its
+    start (a head whose CRC it compared) or wrote itself, with nobody else's write in between (it compares
+    the stat before each append with the one it recorded after the previous one, and withdraws the record
+    otherwise). While the log still has that stat, nobody has written to it since (any write moves ctime,
+    which cannot be set back), so those are its bytes. Only the tail [offset, size) is read then:
+    crc32(tail, head_crc) equals the recorded CRC exactly when `head_crc` is the CRC of [0, offset) (for
+    fixed bytes, the CRC's start value maps one-to-one onto its result). Damage after the record (a crash,
+    an edit, a repair, a copy) changes the stat and the head is read as before. What it cannot see is what
+    no stat shows: the disk changing bytes by itself, or a write by another process within the same tick
+    of the kernel's clock as the daemon's append — as with the clean stop's `log_stat`."""
+    if head_crc is None or type(offset) is not int:
+        return False
+    recorded = eventlog.read_vouch(eventlog.vouch_path(log_path))
+    if recorded is None:
+        return False
+    stat, crc = recorded
+    if stat != log_stat(log_path) or not offset <= stat["size"]:
+        return False
+    return eventlog.crc_of_range(log_path, offset, stat["size"], head_crc) == crc
+
+
 def _head_changed(path: Path, log_path: Path, offset: int) -> str:
     return f"the first {offset} bytes of {log_path} changed since {path} was written; rebuilding from the log"
 
@@ -308,7 +333,8 @@ def load(path: Path, log_path: Path, check_head: bool = True) -> Loaded:
         doc, rest = _parse(data)
         # The head's CRC is computed while the rest is parsed (most of a start or a status on a big log).
         unchanged = _head_unchanged(doc, log_path)
-        head = eventlog.BackgroundCrc(log_path) if check_head and not unchanged else None
+        vouched = check_head and not unchanged and _head_vouched(log_path, doc["state"]["offset"], _head_crc(doc))
+        head = eventlog.BackgroundCrc(log_path) if check_head and not unchanged and not vouched else None
         state_doc = doc["state"]
         if rest is not None:  # format 2: the rows after the first line
             body = _Body(rest, doc["body_crc"])
@@ -380,6 +406,7 @@ class StatusReplay:
     projector: Projector  # right in all but `videos`, which holds only those the tail touched
     summary: dict[str, Any]  # views.summary of the whole state's videos
     scan: eventlog.ScanResult
+    head_read: bool = True  # the head the snapshot covers was read to check its CRC (no stat vouched for it)
 
 
 def _named_videos(events: list[dict[str, Any]]) -> dict[str, None] | None:
@@ -421,10 +448,11 @@ def status_replay(data_log: Path, snapshot_path: Path) -> StatusReplay | None:
         doc, rest = _parse(data)
         if rest is None:  # format 1: no summary
             return None
-        # As `load` does: damage under the snapshot must show (computed while the tail is read).
-        head = None if _head_unchanged(doc, data_log) else eventlog.BackgroundCrc(data_log)
         state_doc, base_summary = doc["state"], doc["summary"]
         seq, offset, head_crc = state_doc["seq"], state_doc["offset"], _head_crc(doc)
+        # As `load` does: damage under the snapshot must show (computed while the tail is read).
+        trusted = _head_unchanged(doc, data_log) or _head_vouched(data_log, offset, head_crc)
+        head = None if trusted else eventlog.BackgroundCrc(data_log)
         if (
             type(seq) is not int
             or type(offset) is not int
@@ -458,4 +486,4 @@ def status_replay(data_log: Path, snapshot_path: Path) -> StatusReplay | None:
         )
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, orjson.JSONDecodeError):
         return None  # a snapshot whose parts do not agree: the full replay decides
-    return StatusReplay(projector, summary, result)
+    return StatusReplay(projector, summary, result, head is not None)
