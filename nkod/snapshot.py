@@ -24,12 +24,12 @@ from dataclasses import dataclass, fields
 from itertools import chain
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
 from nkod import eventlog, gcpause, views
-from nkod.fsutil import atomic_write, read_regular
+from nkod.fsutil import atomic_write, open_regular, read_regular
 from nkod.state import Projector, Session, State, Status, Video
 
 SNAPSHOT_VERSION = 2
@@ -441,13 +441,31 @@ def status_replay(data_log: Path, snapshot_path: Path) -> StatusReplay | None:
     """A format-2 snapshot's first line plus the log's tail, parsing the rows of only the videos the tail
     names (an event changes only the videos it names). The result equals a full `replay`'s for status.
     None when no such snapshot applies: then use `replay`. Raises as `replay` does on a damaged log."""
-    data, _problem = _read(snapshot_path)
-    if data is None:
-        return None
+    # Only the first line is read unless the tail names videos (then their rows are needed): on a
+    # million-video snapshot the rows are most of its 150 MB.
     try:
-        doc, rest = _parse(data)
-        if rest is None:  # format 1: no summary
+        f = open_regular(snapshot_path, follow_symlinks=False)
+    except OSError:
+        return None
+    with f:
+        return _status_replay(f, data_log, snapshot_path)
+
+
+def _status_replay(f: BinaryIO, data_log: Path, snapshot_path: Path) -> StatusReplay | None:
+    def rest() -> bytes:
+        data = f.read(size - len(first) + 1)  # bounded by the size checked (a file nkod replaces, never grows)
+        if len(first) + len(data) != size:
+            raise ValueError("the snapshot changed while it was read")
+        return data
+
+    try:
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_SNAPSHOT_BYTES:
             return None
+        first = f.readline(size + 1)
+        if not first.endswith(b"\n"):  # format 1 (one line, no summary), or not a whole snapshot
+            return None
+        doc, _ = _parse(first)
         state_doc, base_summary = doc["state"], doc["summary"]
         seq, offset, head_crc = state_doc["seq"], state_doc["offset"], _head_crc(doc)
         # As `load` does: damage under the snapshot must show (computed while the tail is read).
@@ -472,7 +490,7 @@ def status_replay(data_log: Path, snapshot_path: Path) -> StatusReplay | None:
         index: dict[str, int] = {}
         rows: list[dict[str, Any]] = []
         if named:
-            body = _Body(rest, doc["body_crc"])
+            body = _Body(rest(), doc["body_crc"])
             index = {vid: i for i, vid in enumerate(body.ids)}
             rows = [body.row(i) for i in sorted(index[vid] for vid in named if vid in index)]
         base = state_from_doc({**state_doc, "videos": rows})
