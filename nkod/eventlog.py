@@ -15,7 +15,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
 
 import orjson
 
@@ -23,6 +22,10 @@ from nkod import codec
 from nkod.errors import LogCorruptError, LogError, LogVersionError, StorageError
 from nkod.fsutil import NotRegularFileError, fsync_dir, open_regular
 from nkod.state import format_ts
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (nkoctl status: ~2 ms)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 CHUNK = 1 << 20
 MAX_LINE_LOOKBACK = 256 << 20

@@ -13,7 +13,6 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -22,6 +21,10 @@ from nkod.fsutil import NotRegularFileError, atomic_write, make_dir, owner_for, 
 from nkod.manifest import id_problem
 from nkod.steering import ID_REQUESTS
 from nkod.steering import REQUESTS as STEERING
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (nkoctl status: ~2 ms)
+if TYPE_CHECKING:
+    from typing import Any
 
 REQUEST_TYPES = ("retry", "import_checkpoint", "reset", "add", *STEERING)
 MAX_REQUEST_BYTES = 64 << 20

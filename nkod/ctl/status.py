@@ -7,19 +7,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import orjson
 
 from nkod import eventlog
+from nkod.ctl.base import EXIT_INTERRUPTED, EXIT_LOG, CtlBase, CtlError, literal, resolve_data_dir
 from nkod.errors import LogError
 from nkod.paths import Paths
 from nkod.state import Projector
-
-if TYPE_CHECKING:
-    pass
-
-from nkod.ctl.base import EXIT_INTERRUPTED, EXIT_LOG, CtlBase, CtlError, literal, resolve_data_dir
 
 
 def plain_status(data_dir: str | None, as_json: bool) -> int:
