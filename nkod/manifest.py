@@ -20,6 +20,7 @@ import orjson
 
 from nkod import gcpause
 from nkod.fsutil import open_regular
+from nkod.state import VIDEO_ID_RE
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (nkoctl status: ~2 ms)
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ MAX_ID_LEN = 64
 MAX_LINE_BYTES = 1 << 20
 _SKIP_CHUNK = 1 << 16  # how much of an over-long line is held at once while it is skipped
 _BOM = b"\xef\xbb\xbf"  # Windows editors save "UTF-8" with it
-VIDEO_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _HTTP_URL = re.compile(r"(?i)^https?://")
 
 

@@ -18,13 +18,14 @@ frozen Video per event, at a fraction of the cost.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 
-from nkod.manifest import VIDEO_ID_RE
+VIDEO_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # (here, not in nkod.manifest: status loads no manifest code)
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (nkoctl status: ~2 ms)
 if TYPE_CHECKING:
