@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
 import zlib
 from collections.abc import Iterator, Sequence
@@ -284,7 +285,7 @@ def read_vouch(path: Path) -> tuple[dict[str, int], int] | None:
     """(the log's stat, CRC-32 of its bytes [0, size)) from an `events.crc` record; None when there is none
     or it is not whole (written in place without fsync: a torn or stale record just is not used)."""
     try:
-        with open_regular(path) as f:
+        with open_regular(path, follow_symlinks=False) as f:
             line = f.read(512).partition(b"\n")[0]
         if not line.startswith(b'{"check":"') or line[18:25] != b'","doc"':
             return None
@@ -330,7 +331,11 @@ class LogWriter:
         self._vouched: dict[str, int] | None = None  # the log's stat after this writer's last write
         if vouch is not None and self.crc is not None:
             try:
-                self._vouch_fd = os.open(vouch, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
+                # Never through a symlink, never blocked by a FIFO put there: then simply no record.
+                flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+                self._vouch_fd = os.open(vouch, flags, 0o640)
+                if not stat.S_ISREG(os.fstat(self._vouch_fd).st_mode):
+                    raise NotRegularFileError(vouch, "is not a regular file")
                 self._vouch(stat_key(st))
             except OSError:
                 self._stop_vouching()

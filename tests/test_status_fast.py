@@ -139,3 +139,14 @@ def test_only_a_plain_status_takes_the_fast_entry(args: list[str], plain: tuple[
     """The fast entry takes `status [--json] [--data-dir DIR]` as argparse reads it; anything else goes to
     the full parser."""
     assert _plain_status(args) == plain
+
+
+def test_a_fifo_in_place_of_events_crc_neither_blocks_nkod_nor_misleads_status(tmp_path: Path) -> None:
+    """events.crc as a FIFO: nkod runs without its record (no hang opening it) and status reads the head."""
+    d = DataDir(tmp_path / "data")
+    d.manifest([{"video_id": "v1", "frames": 1}])
+    os.mkfifo(d.root / "events.crc")
+    assert d.run(timeout=60).returncode == 0
+    assert eventlog.read_vouch(d.root / "events.crc") is None
+    r = d.ctl("status", "--json")
+    assert r.returncode == 0 and orjson.loads(r.stdout)["completed"] == 1, r.stderr
