@@ -637,6 +637,8 @@ class Daemon:
             if self.once and not self.jobs and not self.stopping and not self._work_left():
                 self._stop_reason = "once: nothing runnable left"
                 return
+            if self.writer is not None:  # events.crc: status trusts the log's head while nothing else writes
+                self.writer.record()
             self._wait(self._timeout())
 
     def _check_lock_file(self) -> None:

@@ -301,16 +301,16 @@ def _head_vouched(log_path: Path, offset: Any, head_crc: int | None) -> bool:
 
     While nkod runs (and after it crashed) no snapshot is at the log's end with the log's stat, so the head
     it covers would have to be read again (170 MB for 1M events) to see damage under it. The daemon, the only
-    writer, records after each append the log's stat and the CRC of all its bytes: bytes it checked at its
-    start (a head whose CRC it compared) or wrote itself, with nobody else's write in between (it compares
-    the stat before each append with the one it recorded after the previous one, and withdraws the record
-    otherwise). While the log still has that stat, nobody has written to it since (any write moves ctime,
-    which cannot be set back), so those are its bytes. Only the tail [offset, size) is read then:
-    crc32(tail, head_crc) equals the recorded CRC exactly when `head_crc` is the CRC of [0, offset) (for
-    fixed bytes, the CRC's start value maps one-to-one onto its result). Damage after the record (a crash,
-    an edit, a repair, a copy) changes the stat and the head is read as before. What it cannot see is what
-    no stat shows: the disk changing bytes by itself, or a write by another process within the same tick
-    of the kernel's clock as the daemon's append — as with the clean stop's `log_stat`."""
+    writer, records once per loop pass the log's stat after its last append and the CRC of all its bytes:
+    bytes it checked at its start (a head whose CRC it compared) or wrote itself, with nobody else's write
+    in between (before each append it compares the log's stat with the one after its previous append, and
+    withdraws the record otherwise). While the log still has that stat, nobody has written to it since (any
+    write moves ctime, which cannot be set back), so those are its bytes. Only the tail [offset, size) is
+    read then: crc32(tail, head_crc) equals the recorded CRC exactly when `head_crc` is the CRC of [0, offset)
+    (for fixed bytes, the CRC's start value maps one-to-one onto its result). Damage after the record (a
+    crash, an edit, a repair, a copy) changes the stat and the head is read as before. What it cannot see
+    is what no stat shows: the disk changing bytes by itself, or a write by another process within the same
+    tick of the kernel's clock as the daemon's append — as with the clean stop's `log_stat`."""
     if head_crc is None or type(offset) is not int:
         return False
     recorded = eventlog.read_vouch(eventlog.vouch_path(log_path))

@@ -84,19 +84,22 @@ def test_status_sees_damage_to_the_head_after_a_crash_even_with_the_mtime_set_ba
 
 
 def test_the_writer_withdraws_its_record_once_someone_else_wrote_the_log(tmp_path: Path) -> None:
-    """events.crc holds the log's stat and CRC after each append; when another process appended between two
-    of the writer's appends, the writer empties it and vouches no more (what it did not write or check)."""
+    """events.crc holds the log's stat and CRC after the last append (written by record(), once per loop
+    pass); when another process appended between two of the writer's appends, the writer empties it and
+    vouches no more (what it did not write or check)."""
     log, vouch = tmp_path / "events.jsonl", tmp_path / "events.crc"
     w = eventlog.LogWriter(log, 1, vouch=vouch)
     w.append([{"type": "log_created", "log_id": "x", "nkod_version": "0"}])
+    w.record()
     assert eventlog.read_vouch(vouch) == (snapshot.log_stat(log), eventlog.crc_of_range(log, 0, w.offset))
     with open(log, "ab") as f:
         f.write(b"not the writer's\n")
     w.append([{"type": "daemon_started", "pid": 1}])
+    w.record()
     assert eventlog.read_vouch(vouch) is None
     w.append([{"type": "daemon_started", "pid": 2}])
-    assert eventlog.read_vouch(vouch) is None
     w.close()
+    assert eventlog.read_vouch(vouch) is None
 
 
 def test_plain_status_prints_what_the_full_parser_prints(tmp_path: Path) -> None:
