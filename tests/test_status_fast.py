@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,14 @@ def test_a_fifo_in_place_of_events_crc_neither_blocks_nkod_nor_misleads_status(t
     assert eventlog.read_vouch(d.root / "events.crc") is None
     r = d.ctl("status", "--json")
     assert r.returncode == 0 and orjson.loads(r.stdout)["completed"] == 1, r.stderr
+
+
+@pytest.mark.parametrize("wanted", [[0], [6], [0, 6], [1, 2], [4, 5], [3], [2, 5], [1, 4, 5], []])
+def test_rows_found_from_either_end_are_the_rows_at_those_places(wanted: list[int]) -> None:
+    """status parses only the rows its tail names, splitting from the nearer end: each is the row at its
+    place, as a full split gives it."""
+    rows = [{"id": f"v{i}", "s": "pending"} if i % 2 else {"id": f"v{i}"} for i in range(7)]
+    body = orjson.dumps([r["id"] for r in rows]) + b"\n" + b"".join(orjson.dumps(r) + b"\n" for r in rows)
+    parsed = snapshot._Body(body, f"{zlib.crc32(body):08x}")
+    assert parsed.rows_at(wanted) == [rows[i] for i in wanted]
+    assert parsed.all_rows() == rows
