@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import zlib
 from datetime import datetime
-from typing import Any
 
 import orjson
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (nkoctl status: ~2 ms)
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMAT_VERSION = 1
 _CRC_PREFIX = b',"crc":"'

@@ -364,7 +364,11 @@ class Daemon:
             return code
         try:
             self.writer = eventlog.LogWriter(
-                self.paths.log, replay.scan.last_seq + 1, self.failpoints, self._head_crc(replay)
+                self.paths.log,
+                replay.scan.last_seq + 1,
+                self.failpoints,
+                self._head_crc(replay),
+                vouch=self.paths.log_vouch,
             )
             if self.projector.seq == 0:
                 self.append([{"type": "log_created", "log_id": log_id, "nkod_version": __version__}])
@@ -637,6 +641,8 @@ class Daemon:
                 return
             if self.once and self._gave_up_on_executor(now):
                 return
+            if self.writer is not None:  # events.crc: status trusts the log's head while nothing else writes
+                self.writer.record()
             self._wait(self._timeout())
 
     def _gave_up_on_executor(self, now: float) -> bool:

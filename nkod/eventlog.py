@@ -7,19 +7,26 @@ daemon truncates it. A bad line with good lines after it is damage: :class:`LogC
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import threading
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+
+import orjson
 
 from nkod import codec
 from nkod.errors import LogCorruptError, LogError, LogVersionError, StorageError
 from nkod.fsutil import NotRegularFileError, fsync_dir, open_regular
 from nkod.state import format_ts
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (nkoctl status: ~2 ms)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 CHUNK = 1 << 20
 MAX_LINE_LOOKBACK = 256 << 20
@@ -255,27 +262,119 @@ class Failpoints:
             os.kill(os.getpid(), 9)
 
 
+def stat_key(st: os.stat_result) -> dict[str, int]:
+    """What changes whenever a byte of a file does: its inode, size, mtime and ctime (ctime cannot be set
+    back by anyone; mtime and ctime move on at the kernel's timestamp granularity)."""
+    return {"dev": st.st_dev, "ino": st.st_ino, "size": st.st_size, "mtime": st.st_mtime_ns, "ctime": st.st_ctime_ns}
+
+
+def vouch_record(log_stat: dict[str, int], crc: int) -> bytes:
+    """A `events.crc` record: the log's stat and the CRC-32 of its bytes [0, size), checksummed itself."""
+    doc = b'{"log_stat":{"dev":%d,"ino":%d,"size":%d,"mtime":%d,"ctime":%d},"crc":"%08x"}' % (
+        log_stat["dev"], log_stat["ino"], log_stat["size"], log_stat["mtime"], log_stat["ctime"], crc,
+    )  # fmt: skip
+    return b'{"check":"%08x","doc":%s}\n' % (zlib.crc32(doc), doc)
+
+
+def vouch_path(log_path: Path) -> Path:
+    """``events.crc`` beside ``events.jsonl``: the daemon's record of the log's stat and CRC (`LogWriter`)."""
+    return log_path.with_suffix(".crc")
+
+
+def read_vouch(path: Path) -> tuple[dict[str, int], int] | None:
+    """(the log's stat, CRC-32 of its bytes [0, size)) from an `events.crc` record; None when there is none
+    or it is not whole (written in place without fsync: a torn or stale record just is not used)."""
+    try:
+        with open_regular(path, follow_symlinks=False) as f:
+            line = f.read(512).partition(b"\n")[0]
+        if not line.startswith(b'{"check":"') or line[18:25] != b'","doc"':
+            return None
+        body = line[26:-1]
+        if zlib.crc32(body) != int(line[10:18], 16):
+            return None
+        doc = orjson.loads(body)
+        return doc["log_stat"], int(doc["crc"], 16)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 class LogWriter:
-    """Appends stamped events; each call is one write and one fsync (a group commit)."""
+    """Appends stamped events; each call is one write and one fsync (a group commit).
+
+    `vouch`: the path of ``events.crc``, which this writer keeps (the daemon's): the log's stat after its
+    last append and the CRC of all its bytes, so readers need not read the head again to trust it while the
+    log keeps that stat (see `read_vouch`). It vouches only for bytes this writer checked (`head_crc`, given
+    by a start that checked the head) or wrote: before each append it compares the log's stat with the one
+    after its previous append, and if anyone else changed the log meanwhile it empties the file and vouches
+    no more until the next start. The record is written by `record` (the daemon calls it once per loop pass,
+    before it waits) and at `close`, not per append: writing a second file there cost every fsync ~8-30 µs
+    of journal work on ext4."""
 
     def __init__(
-        self, path: Path, next_seq: int, failpoints: Failpoints | None = None, head_crc: int | None = None
+        self,
+        path: Path,
+        next_seq: int,
+        failpoints: Failpoints | None = None,
+        head_crc: int | None = None,
+        vouch: Path | None = None,
     ) -> None:
         self.path = path
         self.next_seq = next_seq
         self.failpoints = failpoints or Failpoints("")
         existed = path.exists()
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        self.offset = os.fstat(self.fd).st_size
+        st = os.fstat(self.fd)
+        self.offset = st.st_size
         # CRC-32 of the log's bytes [0, offset), kept up to date by append (None: not known)
         self.crc: int | None = head_crc if head_crc is not None or self.offset else 0
         if not existed:
             fsync_dir(path.parent)
+        self._vouch_fd = -1
+        self._vouched: dict[str, int] | None = None  # the log's stat after this writer's last write
+        self._recorded = True  # events.crc holds `_vouched`
+        if vouch is not None and self.crc is not None:
+            try:
+                # Never through a symlink, never blocked by a FIFO put there: then simply no record.
+                flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+                self._vouch_fd = os.open(vouch, flags, 0o640)
+                if not stat.S_ISREG(os.fstat(self._vouch_fd).st_mode):
+                    raise NotRegularFileError(vouch, "is not a regular file")
+                self._vouched, self._recorded = stat_key(st), False
+                self.record()
+            except OSError:
+                self._stop_vouching()
+
+    def record(self) -> None:
+        """Write the log's stat after the last append, with its CRC, into ``events.crc`` if not done yet
+        (in place, no fsync: a derived file; a stale or torn record is simply not used)."""
+        if self._vouch_fd < 0 or self._recorded or self._vouched is None or self.crc is None:
+            return
+        try:
+            os.pwrite(self._vouch_fd, vouch_record(self._vouched, self.crc), 0)
+        except OSError:
+            self._stop_vouching()
+            return
+        self._recorded = True
+
+    def _stop_vouching(self) -> None:
+        """The log changed under this writer (or the record cannot be written): withdraw the record."""
+        if self._vouch_fd >= 0:
+            # (If that fails, the stat it holds no longer matches the log's anyway: the log has changed.)
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._vouch_fd, 0)
+            os.close(self._vouch_fd)
+        self._vouch_fd = -1
+        self._vouched = None
 
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        if self._vouch_fd >= 0:  # the record stays: it holds as long as the log keeps its stat
+            self.record()
+            if self._vouch_fd >= 0:
+                os.close(self._vouch_fd)
+            self._vouch_fd = -1
 
     def append(self, drafts: Sequence[dict[str, Any]], ts: str | None = None) -> list[dict[str, Any]]:
         """Stamp `drafts` (v, seq, ts), append them durably, return the full events.
@@ -293,6 +392,8 @@ class LogWriter:
             seq += 1
         data = b"".join(codec.encode(e) for e in events)
         before = self.offset
+        if self._vouch_fd >= 0 and stat_key(os.fstat(self.fd)) != self._vouched:
+            self._stop_vouching()  # someone else changed the log since our last write: no longer ours to vouch
         try:
             if "mid_append" in self.failpoints.names:
                 os.write(self.fd, data[: max(1, len(data) // 2)])
@@ -308,10 +409,13 @@ class LogWriter:
                 os.fsync(self.fd)
             except OSError:
                 pass  # then the next start finds a torn tail and cuts it
+            self._stop_vouching()
             raise StorageError(f"{self.path}: cannot append ({exc.strerror or exc}); nothing was recorded") from exc
         self.offset = before + len(data)
         if self.crc is not None:
             self.crc = zlib.crc32(data, self.crc)
+        if self._vouch_fd >= 0:
+            self._vouched, self._recorded = stat_key(os.fstat(self.fd)), False
         self.next_seq = seq
         return events
 

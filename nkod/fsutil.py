@@ -7,7 +7,10 @@ import errno
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (nkoctl status: ~2 ms)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 _KINDS = (
     (stat.S_ISFIFO, "a FIFO (named pipe)"),

@@ -17,6 +17,7 @@ import fcntl
 import os
 from pathlib import Path
 
+from nkod import proclocks
 from nkod.errors import LockHeldError
 from nkod.fsutil import owner_for, read_regular
 from nkod.paths import Paths
@@ -140,7 +141,7 @@ def holder_pid(root: Path, *, _dir: bool = True) -> int | None:
     if not targets:
         return None
     try:
-        locks = Path("/proc/locks").read_text()
+        locks = proclocks.read()
     except OSError:
         return None
     written = _pid_in_file(lock_file)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (nkoctl status: ~2 ms)
 if TYPE_CHECKING:
     from nkod.config import Config
 
@@ -19,6 +19,11 @@ class Paths:
     @property
     def log(self) -> Path:
         return self.root / "events.jsonl"
+
+    @property
+    def log_vouch(self) -> Path:
+        """The running daemon's record of the log's stat and CRC (derived; see eventlog.LogWriter)."""
+        return self.root / "events.crc"
 
     @property
     def snapshot(self) -> Path:

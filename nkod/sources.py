@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from nkod.manifest import VIDEO_ID_RE
+from nkod.state import VIDEO_ID_RE
 
 Draft = dict[str, Any]
 

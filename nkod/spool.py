@@ -13,15 +13,17 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from nkod.errors import RequestError
 from nkod.fsutil import NotRegularFileError, atomic_write, make_dir, owner_for, read_regular
-from nkod.manifest import id_problem
 from nkod.steering import ID_REQUESTS
 from nkod.steering import REQUESTS as STEERING
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (nkoctl status: ~2 ms)
+if TYPE_CHECKING:
+    from typing import Any
 
 REQUEST_TYPES = ("retry", "import_checkpoint", "reset", "add", *STEERING)
 MAX_REQUEST_BYTES = 64 << 20
@@ -65,6 +67,13 @@ def pending(spool: Path) -> list[Path]:
     except FileNotFoundError:
         return []
     return [spool / n for n in names if n.endswith(".json")]
+
+
+def id_problem(video_id: object) -> str | None:
+    """nkod.manifest.id_problem, imported when a request is parsed: `nkoctl status` only lists them."""
+    from nkod.manifest import id_problem
+
+    return id_problem(video_id)
 
 
 def _id_list(path: Path, value: object, key: str) -> list[str]:

@@ -12,13 +12,18 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from itertools import filterfalse
 from operator import attrgetter
-from typing import Any
 
 import orjson
 
 from nkod.state import Projector, State, Status, Video
 
-Draft = dict[str, Any]
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (nkoctl status: ~2 ms)
+if TYPE_CHECKING:
+    from typing import Any
+
+    Draft = dict[str, Any]
+else:
+    Draft = dict  # the alias at run time (annotations are strings here, never evaluated)
 
 ID_REQUESTS = ("skip", "unskip", "cancel", "prioritize", "redo")
 REQUESTS = ("pause", "resume", *ID_REQUESTS)

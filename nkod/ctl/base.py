@@ -7,17 +7,19 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from nkod import eventlog, lock, snapshot, views
-from nkod.errors import LockHeldError, LogCorruptError, LogError
-from nkod.fsutil import read_regular
+from nkod.errors import LockHeldError, LogCorruptError, LogError, RequestError
+from nkod.fsutil import permission_problem, read_regular
 from nkod.paths import Paths
 from nkod.state import Projector
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (nkoctl status: ~2 ms)
 if TYPE_CHECKING:
+    from typing import Any
+
     from rich.console import Console
 
 
@@ -90,6 +92,13 @@ class CtlBase:
 
             self._out = Console(soft_wrap=True, highlight=False)
         return self._out
+
+    def failed(self, exc: CtlError | RequestError | PermissionError) -> int:
+        """Say what went wrong, on stderr, and return the exit code (a CtlError's own, else EXIT_ERROR)."""
+        # A PermissionError: which file, whose, which mode, and what to do; not a guess at the cause.
+        message = permission_problem(exc) if isinstance(exc, PermissionError) else exc
+        self.console.print(f"[red]nkoctl:[/] {literal(message)}", highlight=False)
+        return exc.code if isinstance(exc, CtlError) else EXIT_ERROR
 
     def daemon_pid(self) -> int | None:
         return lock.holder_pid(self.paths.root)

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nkod.errors import RequestError
-from nkod.fsutil import permission_problem
 
 if TYPE_CHECKING:
     pass
 
-from nkod.ctl.base import EXIT_ERROR, EXIT_USAGE, CtlError, literal, resolve_data_dir
+from nkod.ctl.base import EXIT_USAGE, CtlError, resolve_data_dir
 from nkod.ctl.history import HistoryCommands
 from nkod.ctl.maintenance import MaintenanceCommands
 from nkod.ctl.queue import QueueCommands
@@ -318,13 +317,6 @@ def main(argv: list[str] | None = None) -> int:
                 return ctl.add(args.urls, args.limit, args.priority, args.dry_run, args.json, args.wait)
             case "sources":
                 return ctl.sources(args.config, args.json)
-    except CtlError as exc:
-        ctl.console.print(f"[red]nkoctl:[/] {literal(exc)}", highlight=False)
-        return exc.code
-    except RequestError as exc:
-        ctl.console.print(f"[red]nkoctl:[/] {literal(exc)}", highlight=False)
-        return EXIT_ERROR
-    except PermissionError as exc:  # which file, whose, which mode, and what to do: not a guess at the cause
-        ctl.console.print(f"[red]nkoctl:[/] {literal(permission_problem(exc))}", highlight=False)
-        return EXIT_ERROR
+    except (CtlError, RequestError, PermissionError) as exc:
+        return ctl.failed(exc)
     return EXIT_USAGE

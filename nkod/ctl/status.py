@@ -7,19 +7,25 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import orjson
 
 from nkod import eventlog
+from nkod.ctl.base import EXIT_INTERRUPTED, EXIT_LOG, CtlBase, CtlError, literal, resolve_data_dir
 from nkod.errors import LogError
 from nkod.paths import Paths
 from nkod.state import Projector
 
-if TYPE_CHECKING:
-    pass
 
-from nkod.ctl.base import EXIT_INTERRUPTED, EXIT_LOG, CtlBase, CtlError, literal
+def plain_status(data_dir: str | None, as_json: bool) -> int:
+    """`nkoctl status [--json]` without --watch, as `nkod.ctl.main` calls it (without the full parser)."""
+    from nkod.errors import RequestError
+
+    ctl = StatusCommands(resolve_data_dir(None if data_dir is None else Path(data_dir)))
+    try:
+        return ctl.status(as_json, False, 2.0)
+    except (CtlError, RequestError, PermissionError) as exc:
+        return ctl.failed(exc)
 
 
 class StatusCommands(CtlBase):
