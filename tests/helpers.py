@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -271,3 +272,26 @@ def service_data_dir(prefix: str) -> Iterator[tuple[DataDir, pwd.struct_passwd]]
         yield d, user
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def run_mount(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """mount/umount, never raising: the caller decides what a refusal means."""
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
+@contextlib.contextmanager
+def small_tmpfs(mnt: Path, size: str, why: str) -> Iterator[Path]:
+    """A tmpfs of `size` (e.g. "4m") mounted at `mnt` (made here), unmounted after; the test is skipped,
+    saying `why` it needs one, when this is not root or may not mount."""
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip(f"needs root to mount a small tmpfs ({why})")
+    r = run_mount(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mnt)])
+    if r.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        run_mount(["mount", "-o", "remount,rw", str(mnt)])  # a test may have left it read-only
+        if run_mount(["umount", str(mnt)]).returncode != 0:
+            run_mount(["umount", "-l", str(mnt)])

@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from tests.dask_cluster import Cluster, cluster
-from tests.helpers import DataDir, add_config_table, binary, env, kill9, processes_under, wait_for
+from tests.helpers import DataDir, add_config_table, binary, env, kill9, processes_under, small_tmpfs, wait_for
 
 pytest.importorskip("distributed")
 
@@ -745,20 +745,8 @@ def test_daemon_restarted_after_the_scheduler_gives_a_running_attempt_its_orphan
 @pytest.fixture
 def full_shared_fs(tmp_path: Path) -> Iterator[Path]:
     """A 16 MiB tmpfs at tmp_path/fs for the shared dir and output/ (needs root and mount(2))."""
-    from tests.test_disk_faults import _mount
-
-    mnt = tmp_path / "fs"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small tmpfs")
-    r = _mount(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs", str(mnt)])
-    if r.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here: {r.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "fs", "16m", "a full shared disk") as mnt:
         yield mnt
-    finally:
-        if _mount(["umount", str(mnt)]).returncode != 0:
-            _mount(["umount", "-l", str(mnt)])
 
 
 def test_a_commit_refused_by_a_full_disk_keeps_the_remote_attempt_for_the_next_start(

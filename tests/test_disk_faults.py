@@ -15,33 +15,17 @@ from pathlib import Path
 import pytest
 
 from nkod import eventlog
-from tests.helpers import DataDir, kill9, wait_for
+from tests.helpers import DataDir, kill9, run_mount, small_tmpfs, wait_for
 from tests.torture_helpers import assert_finished_exactly_once, assert_fsck_ok, assert_status_works
 
 EXIT_STORAGE = 75
 
 
-def _mount(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, check=False)
-
-
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs mounted at tmp_path/mnt for the test, unmounted after."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small tmpfs (full-disk and read-only tests)")
-    r = _mount(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", str(mnt)])
-    if r.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here: {r.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "mnt", "4m", "full-disk and read-only tests") as mnt:
         yield mnt
-    finally:
-        _mount(["mount", "-o", "remount,rw", str(mnt)])
-        r = _mount(["umount", str(mnt)])
-        if r.returncode != 0:
-            _mount(["umount", "-l", str(mnt)])
 
 
 def _fill(mnt: Path) -> Path:
@@ -59,7 +43,7 @@ def _fill(mnt: Path) -> Path:
 
 
 def _remount(mnt: Path, mode: str) -> None:
-    r = _mount(["mount", "-o", f"remount,{mode}", str(mnt)])
+    r = run_mount(["mount", "-o", f"remount,{mode}", str(mnt)])
     assert r.returncode == 0, r.stderr
 
 
