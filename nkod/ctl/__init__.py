@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import sys
 
+from nkod import _lazy_exports
+
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (nkoctl status: ~2 ms)
 if TYPE_CHECKING:
-    from typing import Any
-
     from nkod.ctl.base import EXIT_ERROR, EXIT_LOG, EXIT_USAGE, SYSTEM_DATA_DIR, CtlError, resolve_data_dir
     from nkod.ctl.cli import Ctl, build_parser
     from nkod.ctl.history import tail_offset
@@ -59,15 +59,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nkod.ctl' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy_exports(__name__, _LAZY, globals())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -313,16 +313,9 @@ class DaskExecutor:
         if job.ending is None and job.error is None and job.future is None:
             if job.lost_at is None:
                 job.lost_at = now
-            if now - job.lost_at >= self.config.orphan_grace:
-                job.stop_reason = job.stop_reason or (
-                    f"Dask scheduler lost: no result within orphan_grace ({self.config.orphan_grace:g} s)"
-                )
-                job.returncode = -9
+            if self._orphan_expired(job, now, "Dask scheduler lost"):
                 return True
-            if job.kill_at is not None and now >= job.kill_at + FENCE_AFTER:
-                # Stopped (grace, timeout) and still no marker: fenced as below, not kept until orphan_grace.
-                self.log.warning("dask_attempt_fenced", video_id=job.video_id, key=job.key)
-                job.returncode = -9
+            if self._fenced(job, now):  # stopped (grace, timeout): not kept until orphan_grace
                 return True
             self._find_again(job, now)
             return False
@@ -339,10 +332,7 @@ class DaskExecutor:
             job.timed_out = job.timed_out or job.ending.get("timed_out") is True
             self._look(job, now, force=True)
             return True
-        if job.kill_at is not None and now >= job.kill_at + FENCE_AFTER:
-            # Asked to stop and to die, and still nothing: its worker is unreachable. Fenced (see forget).
-            self.log.warning("dask_attempt_fenced", video_id=job.video_id, key=job.key)
-            job.returncode = -9
+        if self._fenced(job, now):
             return True
         # Its future is pending. If the scheduler does not answer (hung: its connection stays open, so the
         # future is never cancelled), nothing would tell us this attempt's worker was lost: an orphan too.
@@ -350,14 +340,28 @@ class DaskExecutor:
             job.lost_at = None
         elif job.lost_at is None:
             job.lost_at = now
-        elif now - job.lost_at >= self.config.orphan_grace:
-            job.stop_reason = job.stop_reason or (
-                f"Dask scheduler not answering: no result within orphan_grace ({self.config.orphan_grace:g} s)"
-            )
-            job.returncode = -9
+        elif self._orphan_expired(job, now, "Dask scheduler not answering"):
             return True
         self._look(job, now)
         return False
+
+    def _orphan_expired(self, job: DaskJob, now: float, why: str) -> bool:
+        """An orphan (since `job.lost_at`) that gave no result within orphan_grace: recorded interrupted."""
+        assert job.lost_at is not None
+        if now - job.lost_at < self.config.orphan_grace:
+            return False
+        job.stop_reason = job.stop_reason or f"{why}: no result within orphan_grace ({self.config.orphan_grace:g} s)"
+        job.returncode = -9
+        return True
+
+    def _fenced(self, job: DaskJob, now: float) -> bool:
+        """Asked to stop and to die, and still nothing FENCE_AFTER later: its worker is unreachable. Given
+        up (fenced: forget removes its directory, so nothing it writes later is read)."""
+        if job.kill_at is None or now < job.kill_at + FENCE_AFTER:
+            return False
+        self.log.warning("dask_attempt_fenced", video_id=job.video_id, key=job.key)
+        job.returncode = -9
+        return True
 
     def _settle_future(self, job: DaskJob, now: float) -> None:
         future = job.future
