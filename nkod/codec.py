@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import zlib
 from datetime import datetime
+from itertools import repeat
+from operator import attrgetter, itemgetter
 
 import orjson
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 _CRC_PREFIX = b',"crc":"'
 _TAIL_LEN = len(_CRC_PREFIX) + 8 + 2  # ,"crc":"xxxxxxxx"}
+_TAIL_FORMAT = _CRC_PREFIX + b'%08x"}'
 
 
 class LineError(ValueError):
@@ -101,3 +104,42 @@ def check(line: bytes) -> dict[str, Any]:
     if type(kind) is not str:
         raise BadRecord(f"field 'type' is {kind!r}, not a string")
     return event
+
+
+_before_tail = itemgetter(slice(None, -_TAIL_LEN))
+_tail = itemgetter(slice(-_TAIL_LEN, None))
+_tzinfo = attrgetter("tzinfo")
+_ONLY_DICT, _ONLY_INT, _ONLY_STR = {dict}, {int}, {str}
+
+
+def check_all(lines: list[bytes]) -> tuple[list[dict[str, Any]], list[int]] | None:
+    """`check` of every line at once, in C-level passes over the list (a replay's fast path: ~1 µs less per
+    line than a Python loop calling `check`). Returns (the events, their seqs) exactly as `check` returns
+    them when every line passes `check`; None when any line does not: then call `check` line by line to find
+    which and why. Each pass below accepts only what `check` accepts (some valid lines too are left to it,
+    e.g. an upper-case checksum), so this is `check`, not a second definition of a valid line."""
+    if not lines:
+        return [], []
+    bodies = list(map(bytes.__add__, map(_before_tail, lines), repeat(b"}")))
+    # The tail each body's CRC calls for, written as `encode` writes it, against the line's own tail.
+    if list(map(_TAIL_FORMAT.__mod__, map(zlib.crc32, bodies))) != list(map(_tail, lines)):
+        return None
+    try:
+        events: list[dict[str, Any]] = list(map(orjson.loads, bodies))
+        if set(map(type, events)) != _ONLY_DICT:  # (as check's test: a body ending in "}" parses to none other)
+            return None
+        field = dict.__getitem__  # a missing field: KeyError
+        versions: list[int] = list(map(field, events, repeat("v")))
+        if set(map(type, versions)) != _ONLY_INT or max(versions) > FORMAT_VERSION:
+            return None
+        seqs: list[int] = list(map(field, events, repeat("seq")))
+        if set(map(type, seqs)) != _ONLY_INT or min(seqs) < 1:
+            return None
+        stamps: list[str] = list(map(field, events, repeat("ts")))
+        if set(map(type, stamps)) != _ONLY_STR or set(map(type, map(field, events, repeat("type")))) != _ONLY_STR:
+            return None
+        if None in map(_tzinfo, map(datetime.fromisoformat, stamps)):  # `_utc_time`'s test, over the list
+            return None
+    except (KeyError, ValueError):  # (orjson.JSONDecodeError is a ValueError, as fromisoformat's)
+        return None
+    return events, seqs

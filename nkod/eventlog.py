@@ -82,7 +82,7 @@ def scan_chunks(
         return
     except NotRegularFileError as exc:
         raise LogError(f"{exc}; move it aside (the log must be the file nkod wrote)") from exc
-    check, line_error = codec.check, codec.LineError
+    check, check_all, line_error = codec.check, codec.check_all, codec.LineError
     known = start_offset == 0 or prev_seq > 0  # from the start the first seq must be 1 (the fold needs it)
     with f:
         f.seek(start_offset)
@@ -94,7 +94,21 @@ def scan_chunks(
                 break
             lines = data.split(b"\n")
             pending = lines.pop()  # no newline yet (or b"")
-            events: list[dict[str, Any]] = []
+            # The whole chunk at once first; only a chunk with a bad line (or a seq out of step) is gone
+            # through line by line below, to find which line and why.
+            checked = check_all(lines)
+            if checked is not None and lines:
+                events, seqs = checked
+                first = res.last_seq + 1 if res.last_seq or known else seqs[0]
+                if seqs == list(range(first, first + len(seqs))):
+                    res.end_offset += len(data) - len(pending)
+                    res.lines += len(events)
+                    res.last_seq = seqs[-1]
+                    yield events
+                    if not chunk:
+                        break
+                    continue
+            events = []
             append = events.append
             seq = res.last_seq
             problem: codec.LineError | None = None
