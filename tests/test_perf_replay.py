@@ -15,8 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nkod import codec, eventlog
+from nkod import codec, eventlog, state
 from nkod.errors import LogCorruptError, LogError
+from nkod.state import Projector, Status
+from tests.strategies import stamp
 
 TS = "2026-01-01T00:00:00.000000Z"
 
@@ -187,12 +189,12 @@ def _tmp_log(data: bytes) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def _chunk_size(size: int) -> Iterator[None]:
-    was = eventlog.CHUNK
-    eventlog.CHUNK = size
+    was = eventlog.SCAN_CHUNK
+    eventlog.SCAN_CHUNK = size
     try:
         yield
     finally:
-        eventlog.CHUNK = was
+        eventlog.SCAN_CHUNK = was
 
 
 def test_a_replay_of_nkods_own_lines_does_not_go_line_by_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -214,3 +216,137 @@ def test_a_replay_of_nkods_own_lines_does_not_go_line_by_line(tmp_path: Path, mo
         path.write_bytes(path.read_bytes().replace(b'"v4"', b'"v5"', 1))
         eventlog.read_all(path)
     assert calls
+
+
+# -- the fold's inline fast paths ------------------------------------------------------------------------
+# The three hot mutators as they were before their fast paths (nkod 1c7cdd1): the definition the fast
+# paths must keep, for any value a checksummed line can hold.
+
+
+def _reference_started(p: state.Projector, e: dict[str, Any]) -> None:
+    vid = state._vid(e)
+    if vid is None:
+        return
+    attempt, started_seq, ts = e.get("attempt"), state._int(e.get("orig_seq"), e["seq"]), e["ts"]
+    v, old, old_counts = p._edit(vid)
+    v.status = Status.RUNNING
+    v.starts = v.starts + 1
+    v.attempt = state._int(attempt, v.attempt + 1)
+    v.started_seq = started_seq
+    v.started_at = ts
+    v.not_before = None
+    v.retry_delay = None
+    v.priority_boost = 0
+    v.entry_hash = state._text(e.get("entry_hash"))
+    p.boosted.pop(vid, None)
+    p._settle(v, old, old_counts)
+
+
+def _reference_retry_scheduled(p: state.Projector, e: dict[str, Any]) -> None:
+    vid = state._vid(e)
+    if vid is None:
+        return
+    not_before = state._ts_or_none(e.get("not_before"))
+    error, kind = state._text(e.get("error"), "no error text"), state._text(e.get("error_kind"), "transient")
+    delay = state._retry_delay(e)
+    v, old, old_counts = p._edit(vid)
+    v.status = Status.PENDING
+    v.failures = v.failures + 1
+    v.not_before = not_before
+    v.retry_delay = delay
+    v.error = error
+    v.error_kind = kind
+    p._settle(v, old, old_counts)
+
+
+def _reference_interrupted(p: state.Projector, e: dict[str, Any]) -> None:
+    vid = state._vid(e)
+    if vid is None:
+        return
+    reason = state._text(e.get("reason"))
+    v, old, old_counts = p._edit(vid)
+    v.status = Status.INTERRUPTED
+    v.error = reason
+    v.error_kind = "interrupted"
+    p._settle(v, old, old_counts)
+
+
+class Name(str):
+    """A str subclass: not what orjson makes, but a value the fold must read as a string all the same."""
+
+
+def _field(*values: Any) -> st.SearchStrategy[Any]:
+    return st.sampled_from([_ABSENT, *values])
+
+
+_ABSENT = object()
+_ODD: list[Any] = [None, 5, True, 2.5, [], {}, Name("n")]
+_TIMES = ["2026-01-01T00:00:09.000000Z", "2026-02-30T00:00:00.000000Z", "2026-01-01T00:00:00", "x Z"]
+_hostile = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(
+            [
+                "video_started",
+                "video_retry_scheduled",
+                "video_interrupted",
+                "video_completed",
+                "video_failed",
+                "retry_requested",
+                "video_prioritized",
+                "video_redo_requested",
+                "video_skipped",
+                "videos_added",
+            ]
+        ),
+        "video_id": _field("a", "b", "", Name("a"), 5, None),
+        "video_ids": _field(["a", "b", "c"]),
+        "attempt": _field(1, 3, *_ODD),
+        "orig_seq": _field(7, *_ODD),
+        "entry_hash": _field("h", *_ODD),
+        "not_before": _field(*_TIMES, "2026-01-01T02:00:00+02:00", *_ODD),
+        "error": _field("e", *_ODD),
+        "error_kind": _field("permanent", *_ODD),
+        "delay_seconds": _field(3.0, -1.0, -0.0, float("nan"), float("inf"), 4, *_ODD),
+        "reason": _field("r", *_ODD),
+        "counts": _field({"frames": 3}),
+    }
+).map(lambda d: {k: v for k, v in d.items() if v is not _ABSENT})
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_hostile, max_size=40), st.integers(0, 40))
+def test_the_folds_fast_paths_equal_the_plain_mutators(drafts: list[dict[str, Any]], cut: int) -> None:
+    """Any values in the hot events' fields (wrong types, str subclasses, NaN, bad times): the fold with
+    its inline fast paths gives the state, run order and counts the plain mutators give, in one apply_all
+    call or in two."""
+    log = stamp([{"type": "log_created", "log_id": "x"}, *drafts])
+    fast = Projector()
+    fast.apply_all(log[:cut])
+    fast.apply_all(log[cut:])
+    reference = dict(state._MUTATORS)
+    reference.update(
+        video_started=_reference_started,
+        video_retry_scheduled=_reference_retry_scheduled,
+        video_interrupted=_reference_interrupted,
+    )
+    plain = Projector()
+    with _mutators(reference):
+        plain.apply_all(log[:cut])
+        plain.apply_all(log[cut:])
+    assert fast.state() == plain.state()
+    assert (list(fast.redo), list(fast.queue), list(fast.boosted)) == (
+        list(plain.redo),
+        list(plain.queue),
+        list(plain.boosted),
+    )
+    assert fast.status_counts == plain.status_counts and fast.totals == plain.totals
+
+
+@contextlib.contextmanager
+def _mutators(table: dict[str, Any]) -> Iterator[None]:
+    was = state._MUTATORS
+    state._MUTATORS = table
+    try:
+        yield
+    finally:
+        state._MUTATORS = was
