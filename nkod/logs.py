@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import struct
 import sys
@@ -45,12 +46,18 @@ def stdout_is_journal(stream: TextIO | None = None) -> bool:
     return st.st_dev == int(dev) and st.st_ino == int(ino)
 
 
+_QUOTE = re.compile('[ ="\n]').search  # a text with one of these is written as a JSON string
+
+
 def _kv(event_dict: MutableMapping[str, Any]) -> str:
+    """``key=value`` pairs: texts as they are unless empty or holding a space, ``=``, ``"`` or a newline, the
+    rest as JSON. (Once per event the daemon appends: a regex search, not a generator per value.)"""
     parts = []
     for key, value in event_dict.items():
-        text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
-        if isinstance(value, str) and (not value or any(c in value for c in ' ="\n')):
-            text = orjson.dumps(value).decode()
+        if isinstance(value, str):
+            text = orjson.dumps(value).decode() if not value or _QUOTE(value) else value
+        else:
+            text = orjson.dumps(value, default=str).decode()
         parts.append(f"{key}={text}")
     return " ".join(parts)
 

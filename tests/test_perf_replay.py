@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nkod import codec, eventlog, state
+from nkod import codec, eventlog, logs, state
 from nkod.errors import LogCorruptError, LogError
 from nkod.state import Projector, Status
 from tests.strategies import stamp
@@ -350,3 +350,35 @@ def _mutators(table: dict[str, Any]) -> Iterator[None]:
         yield
     finally:
         state._MUTATORS = was
+
+
+# -- the per-event log line ------------------------------------------------------------------------------
+
+
+def _reference_kv(event_dict: dict[str, Any]) -> str:
+    """logs._kv as it was before its regex (nkod 1c7cdd1)."""
+    parts = []
+    for key, value in event_dict.items():
+        text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+        if isinstance(value, str) and (not value or any(c in value for c in ' ="\n')):
+            text = orjson.dumps(value).decode()
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+_log_values = st.one_of(
+    st.text(alphabet=st.sampled_from('ab =\n"\\\tߒ-'), max_size=8),
+    st.builds(Name, st.text(max_size=4)),
+    st.integers(-(2**63), 2**63 - 1),  # (orjson refuses larger: the log line raised and raises alike)
+    st.floats(allow_nan=False),
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(0, 2**63), max_size=3),
+)
+
+
+@given(st.dictionaries(st.text(max_size=5), _log_values, max_size=6))
+def test_the_log_lines_key_value_text_is_unchanged(fields: dict[str, Any]) -> None:
+    """The plain and journal log lines' ``key=value`` text is what it was: texts bare unless empty or
+    holding a space, '=', '"' or a newline, then quoted as JSON; everything else as JSON."""
+    assert logs._kv(fields) == _reference_kv(fields)
