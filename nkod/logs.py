@@ -20,7 +20,9 @@ import re
 import socket
 import struct
 import sys
+import time
 from collections.abc import Mapping, MutableMapping
+from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any, TextIO
 
@@ -214,6 +216,29 @@ def _structlog(rich_tracebacks: bool = False) -> ModuleType:
     return structlog
 
 
+# The processors of the line the daemon writes per event it appends are plain functions: structlog's
+# TimeStamper and format_exc_info do the same in three calls each (~1 us of a line's ~5).
+
+
+_last_second: list[tuple[int, str]] = [(-1, "")]  # the last second stamped, with its "YYYY-MM-DDTHH:MM:SS"
+
+
+def iso_utc(micros: int) -> str:
+    """`micros` (since the epoch) as ``datetime.isoformat`` writes it in UTC, with "Z": 2026-11-28T12:58:58.035492Z,
+    no fraction when it is 0; the date and time formatted once per second (isoformat alone cost 0.7 us)."""
+    second, micro = divmod(micros, 1_000_000)
+    last = _last_second[0]
+    if last[0] != second:
+        last = _last_second[0] = (second, datetime.fromtimestamp(second, UTC).isoformat()[:19])
+    return f"{last[1]}.{micro:06d}Z" if micro else f"{last[1]}Z"
+
+
+def _utc_timestamp(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog's ``TimeStamper(fmt="iso", utc=True)``, in one call and cheaper."""
+    event_dict["timestamp"] = iso_utc(time.time_ns() // 1000)
+    return event_dict
+
+
 def configure(log_format: str = "auto", stream: TextIO | None = None) -> str:
     """Set structlog up for `log_format`; returns the format used."""
     fmt = resolve_format(log_format, stream)
@@ -221,9 +246,14 @@ def configure(log_format: str = "auto", stream: TextIO | None = None) -> str:
     processors: list[Any] = [structlog.processors.add_log_level]
     journal: JournalSocket | None = None
     if fmt != "journal":
-        processors.append(structlog.processors.TimeStamper(fmt="iso", utc=True))
+        processors.append(_utc_timestamp)
     if fmt != "console":  # the console renderer formats exceptions itself
-        processors.append(structlog.processors.format_exc_info)
+        format_exc_info = structlog.processors.format_exc_info
+
+        def exc_info(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
+            return format_exc_info(logger, method, event_dict) if "exc_info" in event_dict else event_dict
+
+        processors.append(exc_info)
     if fmt == "journal":
         journal = _journal_socket() if stdout_is_journal(stream) else None
         processors.append(journal_fields_renderer if journal is not None else journal_renderer)

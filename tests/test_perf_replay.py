@@ -5,8 +5,10 @@ a valid line is."""
 from __future__ import annotations
 
 import contextlib
+import io
 import zlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -382,3 +384,36 @@ def test_the_log_lines_key_value_text_is_unchanged(fields: dict[str, Any]) -> No
     """The plain and journal log lines' ``key=value`` text is what it was: texts bare unless empty or
     holding a space, '=', '"' or a newline, then quoted as JSON; everything else as JSON."""
     assert logs._kv(fields) == _reference_kv(fields)
+
+
+@given(st.integers(0, 253402300799_999999), st.integers(-2_000_000, 2_000_000))
+def test_the_log_lines_timestamp_is_isoformat_in_utc(micros: int, step: int) -> None:
+    """The log line's timestamp, formatted once per second, is what structlog's TimeStamper(fmt="iso",
+    utc=True) writes for the same instant (no fraction when it is 0), before and after another second."""
+    for t in (micros, max(0, min(253402300799_999999, micros + step)), micros):
+        instant = datetime.fromtimestamp(t // 1_000_000, UTC).replace(microsecond=t % 1_000_000)
+        assert logs.iso_utc(t) == instant.isoformat().replace("+00:00", "Z")
+
+
+def test_the_log_lines_are_stamped_now() -> None:
+    """A line the configured logger writes carries the time it was written, in that format."""
+    out = io.StringIO()
+    logs.configure("plain", stream=out)
+    before = datetime.now(UTC)
+    logs.get().info("video_started", video_id="a")
+    after = datetime.now(UTC)
+    stamp_text, level, event, rest = out.getvalue().split()
+    assert (level, event, rest) == ("info", "video_started", "video_id=a")
+    assert before <= datetime.fromisoformat(stamp_text) <= after
+
+
+def test_a_log_line_with_exc_info_still_shows_the_exception() -> None:
+    """exc_info on a plain log line is rendered as the exception's traceback text, as structlog does."""
+    out = io.StringIO()
+    logs.configure("plain", stream=out)
+    try:
+        raise ValueError("the cause")
+    except ValueError:
+        logs.get().error("crashed", exc_info=True)
+    assert "crashed" in out.getvalue() and "ValueError: the cause" in out.getvalue()
+    assert "exc_info=" not in out.getvalue()
