@@ -38,6 +38,7 @@ from nkod.executors.base import TERM_GRACE, Executor, Job
 from nkod.executors.local import LocalExecutor, child_env
 from nkod.fsutil import atomic_write, fsync_dir, permission_problem, read_regular
 from nkod.hooks import Hooks
+from nkod.logs import fixed as logs_fixed
 from nkod.logs import get as get_logger
 from nkod.notify import Notifier
 from nkod.paths import Paths
@@ -128,6 +129,7 @@ class Daemon:
         self.install_signals = install_signals
         self.failpoints = failpoints or eventlog.Failpoints()
         self.log = get_logger()
+        self._event_log: Any = None  # the logger the lazy `log` hands on, once logging is configured (_log_event)
         self.jobs: dict[str, Job] = {}
         self.projector = Projector()
         self.writer: eventlog.LogWriter | None = None
@@ -214,9 +216,14 @@ class Daemon:
 
     def _log_event(self, e: dict[str, Any]) -> None:
         kind = e["type"]
+        log = self._event_log
+        if log is None:  # (the lazy proxy's lookup on every call cost ~0.8 us of each line)
+            log = self._event_log = logs_fixed(self.log)
+            if log is None:
+                log = self.log
         fields = {k: v for k, v in e.items() if k not in ("v", "ts", "type", "session_seconds")}
         if kind == "video_failed":
-            self.log.error(kind, **fields)
+            log.error(kind, **fields)
         elif kind in (
             "video_retry_scheduled",
             "video_interrupted",
@@ -224,17 +231,17 @@ class Daemon:
             "log_repaired",
             "source_refresh_failed",
         ):
-            self.log.warning(kind, **fields)
+            log.warning(kind, **fields)
         elif kind == "manifest_checked":
-            self.log.info(kind, seq=e["seq"], problems=len(e.get("problems", ())))
+            log.info(kind, seq=e["seq"], problems=len(e.get("problems", ())))
         elif kind == "videos_added":
             ids = e["video_ids"]
-            self.log.info(kind, seq=e["seq"], count=len(ids), first=ids[0] if ids else None)
+            log.info(kind, seq=e["seq"], count=len(ids), first=ids[0] if ids else None)
         elif kind == "videos_discovered":
             found = e["entries"]
-            self.log.info(kind, seq=e["seq"], source=e["source"], count=len(found), first=found[0]["video_id"])
+            log.info(kind, seq=e["seq"], source=e["source"], count=len(found), first=found[0]["video_id"])
         else:
-            self.log.info(kind, **fields)
+            log.info(kind, **fields)
 
     # -- start-up ---------------------------------------------------------------------------------
     def run(self) -> int:

@@ -220,6 +220,7 @@ def _structlog(rich_tracebacks: bool = False) -> ModuleType:
 # TimeStamper and format_exc_info do the same in three calls each (~1 us of a line's ~5).
 
 
+_configured = False  # configure has run (see `fixed`)
 _last_second: list[tuple[int, str]] = [(-1, "")]  # the last second stamped, with its "YYYY-MM-DDTHH:MM:SS"
 
 
@@ -267,12 +268,20 @@ def configure(log_format: str = "auto", stream: TextIO | None = None) -> str:
         processors.append(plain_renderer)
     output = SafeOutput(stream or sys.stdout)
     logger = Logger(output, journal)
+    global _configured
+    _configured = True
     structlog.configure(
         processors=processors,
         logger_factory=lambda *_args: logger,
         cache_logger_on_first_use=True,
     )
     return fmt
+
+
+def fixed(log: Any) -> Any:
+    """The logger the lazy `log` (from `get`) hands every call on once `configure` has run, which makes it
+    keep the first one it builds; None before that (then use `log`: it follows the configuration)."""
+    return log.bind() if _configured else None
 
 
 def get(name: str = "nkod") -> Any:

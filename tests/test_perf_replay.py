@@ -417,3 +417,16 @@ def test_a_log_line_with_exc_info_still_shows_the_exception() -> None:
         logs.get().error("crashed", exc_info=True)
     assert "crashed" in out.getvalue() and "ValueError: the cause" in out.getvalue()
     assert "exc_info=" not in out.getvalue()
+
+
+def test_the_fixed_event_logger_is_the_one_the_lazy_logger_uses() -> None:
+    """Once logging is configured, the logger the daemon keeps for its per-event lines is the very one its
+    lazy logger hands each call on, so the lines go where every other line goes."""
+    out = io.StringIO()
+    logs.configure("plain", stream=out)
+    lazy = logs.get()
+    fixed = logs.fixed(lazy)
+    assert fixed is lazy.bind()
+    fixed.info("video_started", video_id="a")
+    lazy.info("video_completed", video_id="a")
+    assert [line.split()[2] for line in out.getvalue().splitlines()] == ["video_started", "video_completed"]
