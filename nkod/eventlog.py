@@ -408,7 +408,7 @@ class LogWriter:
         for d in drafts:
             events.append({"v": codec.FORMAT_VERSION, "seq": seq, "ts": stamp, **d})
             seq += 1
-        data = b"".join(codec.encode(e) for e in events)
+        data = codec.encode(events[0]) if len(events) == 1 else b"".join(map(codec.encode, events))
         before = self.offset
         if self._vouch_fd >= 0 and stat_key(os.fstat(self.fd)) != self._vouched:
             self._stop_vouching()  # someone else changed the log since our last write: no longer ours to vouch
@@ -416,10 +416,12 @@ class LogWriter:
             if "mid_append" in self.failpoints.names:
                 os.write(self.fd, data[: max(1, len(data) // 2)])
                 self.failpoints.hit("mid_append")
-            view = memoryview(data)
-            while view:
-                n = os.write(self.fd, view)
-                view = view[n:]
+            n = os.write(self.fd, data)  # all of it, nearly always
+            if n < len(data):
+                view = memoryview(data)[n:]
+                while view:
+                    n = os.write(self.fd, view)
+                    view = view[n:]
             os.fsync(self.fd)
         except OSError as exc:
             try:
