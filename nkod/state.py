@@ -370,9 +370,17 @@ class Projector:
                 mutate = mutators.get(kind)
                 if mutate is not None:  # an unknown type of the same version changes nothing
                     mutate(self, event)
-                secs = event.get("session_seconds")
+                secs = event.get("session_seconds")  # on nearly every event a daemon writes
                 if secs is not None:
-                    self._note_session_seconds(secs)
+                    if secs.__class__ is float:  # _note_session_seconds, inline
+                        if (
+                            self._session.open_since is not None
+                            and 0 <= secs < math.inf
+                            and (self.open_seconds is None or secs > self.open_seconds)
+                        ):
+                            self.open_seconds = secs
+                    else:
+                        self._note_session_seconds(secs)
                 self.seq = last = seq
                 if kind != "log_repaired" or "backup" not in event:
                     # nkoctl fsck's repair note is not the daemon's word: it must not stretch a session's time

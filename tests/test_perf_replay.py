@@ -225,6 +225,33 @@ def test_a_replay_of_nkods_own_lines_does_not_go_line_by_line(tmp_path: Path, mo
 # paths must keep, for any value a checksummed line can hold.
 
 
+class PlainProjector(Projector):
+    """Projector.apply_all as it was before its inline fast path for `session_seconds` (nkod 1c7cdd1)."""
+
+    def apply_all(self, events: Any) -> None:
+        mutators = state._MUTATORS
+        try:
+            for event in events:
+                seq = event["seq"]
+                if seq != self.seq + 1:
+                    raise ValueError(f"event seq {seq} does not follow {self.seq}")
+                kind = event["type"]
+                mutate = mutators.get(kind)
+                if mutate is not None:
+                    mutate(self, event)
+                secs = event.get("session_seconds")
+                if secs is not None:
+                    self._note_session_seconds(secs)
+                self.seq = seq
+                if kind != "log_repaired" or "backup" not in event:
+                    self.last_ts = event["ts"]
+        finally:
+            videos = self.videos
+            for vid, d in self._drafts.items():
+                videos[vid] = state._freeze(d)
+            self._drafts.clear()
+
+
 def _reference_started(p: state.Projector, e: dict[str, Any]) -> None:
     vid = state._vid(e)
     if vid is None:
@@ -298,6 +325,8 @@ _hostile = st.fixed_dictionaries(
                 "video_redo_requested",
                 "video_skipped",
                 "videos_added",
+                "daemon_started",
+                "daemon_stopped",
             ]
         ),
         "video_id": _field("a", "b", "", Name("a"), 5, None),
@@ -310,6 +339,7 @@ _hostile = st.fixed_dictionaries(
         "error_kind": _field("permanent", *_ODD),
         "delay_seconds": _field(3.0, -1.0, -0.0, float("nan"), float("inf"), 4, *_ODD),
         "reason": _field("r", *_ODD),
+        "session_seconds": _field(1.5, 3.0, 0.0, -1.0, float("nan"), float("inf"), 2, *_ODD),
         "counts": _field({"frames": 3}),
     }
 ).map(lambda d: {k: v for k, v in d.items() if v is not _ABSENT})
@@ -318,9 +348,9 @@ _hostile = st.fixed_dictionaries(
 @settings(max_examples=400, deadline=None)
 @given(st.lists(_hostile, max_size=40), st.integers(0, 40))
 def test_the_folds_fast_paths_equal_the_plain_mutators(drafts: list[dict[str, Any]], cut: int) -> None:
-    """Any values in the hot events' fields (wrong types, str subclasses, NaN, bad times): the fold with
-    its inline fast paths gives the state, run order and counts the plain mutators give, in one apply_all
-    call or in two."""
+    """Any values in the hot events' fields and `session_seconds` (wrong types, str subclasses, NaN, bad
+    times): the fold with its inline fast paths gives the state, run order and counts the plain fold gives,
+    in one apply_all call or in two."""
     log = stamp([{"type": "log_created", "log_id": "x"}, *drafts])
     fast = Projector()
     fast.apply_all(log[:cut])
@@ -331,7 +361,7 @@ def test_the_folds_fast_paths_equal_the_plain_mutators(drafts: list[dict[str, An
         video_retry_scheduled=_reference_retry_scheduled,
         video_interrupted=_reference_interrupted,
     )
-    plain = Projector()
+    plain = PlainProjector()
     with _mutators(reference):
         plain.apply_all(log[:cut])
         plain.apply_all(log[cut:])
@@ -342,6 +372,7 @@ def test_the_folds_fast_paths_equal_the_plain_mutators(drafts: list[dict[str, An
         list(plain.boosted),
     )
     assert fast.status_counts == plain.status_counts and fast.totals == plain.totals
+    assert (fast.open_seconds, fast.seq, fast.last_ts) == (plain.open_seconds, plain.seq, plain.last_ts)
 
 
 @contextlib.contextmanager
