@@ -170,13 +170,14 @@ def test_the_reader_finds_the_same_damage_as_line_by_line(n: int, at: int, damag
         with line_by_line_only():
             slow = read_outcome(path)
         assert fast == slow
-        offset = len(good[0]) * min(2, n)  # from an offset the first seq is whatever it is
-        assert read_outcome(path, offset) == _slow(path, offset)
+        offset = len(good[0]) * min(2, n)  # from an offset with no seq known the first is whatever it is
+        for prev_seq in (0, min(2, n), 5):  # (a snapshot's tail: the seq before it is known)
+            assert read_outcome(path, offset, prev_seq) == _slow(path, offset, prev_seq)
 
 
-def _slow(path: Path, start: int) -> tuple[Any, ...]:
+def _slow(path: Path, start: int, prev_seq: int) -> tuple[Any, ...]:
     with line_by_line_only():
-        return read_outcome(path, start)
+        return read_outcome(path, start, prev_seq)
 
 
 @contextlib.contextmanager
