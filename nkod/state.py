@@ -502,9 +502,9 @@ def _vid(e: Event) -> str | None:
 # before it edits the video.
 
 
-# The four mutators of nearly every event (a video started, retried, interrupted, completed) do what
-# `_vid`, `_int`, `_edit` and `_settle` do, inline where the event is as nkod writes it (a call costs
-# ~0.1 µs; a replay of a million events spent ~40 % of its fold in those calls), and call them otherwise.
+# The three mutators of nearly every event (a video started, retried, interrupted) do what `_vid`, `_int`,
+# `_text`, `_edit` and `_settle` do, inline where the event is as nkod writes it (a call costs ~0.1 µs; a
+# replay of a million events spent ~40 % of its fold in those calls), and call them otherwise.
 
 
 def _mutate_video_started(p: Projector, e: Event) -> None:
