@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from collections import namedtuple
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -287,11 +287,18 @@ def _dict_copy(videos: Mapping[str, Video]) -> dict[str, Video]:
     return copied if type(copied) is dict else dict(videos)
 
 
-def _in_status(order: Iterable[str], videos: Mapping[str, Video], status: Status) -> dict[str, None]:
+def _in_status(order: Sequence[str], videos: Mapping[str, Video], status: Status) -> dict[str, None]:
     """The ids in `order` (kept) of the videos in `status`, by identity, in C-level passes (no Python
-    loop per id: a million-video queue). Each id kept is its Video's own `video_id` string, not the one in
-    `order` (a snapshot's order list parses its own copies: a million of them kept, ~57 MB, and slower
-    lookups that must compare the characters)."""
+    loop per id: a million-video queue). Each id kept is one the videos hold already (its Video's own
+    `video_id`, or its key in `videos`), not the one in `order` (a snapshot's order list parses its own
+    copies: a million of them kept, ~57 MB, and slower lookups that must compare the characters)."""
+    if not order:
+        return {}
+    # Most often (a big manifest added and not yet started) `order` is the videos' own order: checked in
+    # passes over the videos in memory order, it then needs no lookup by id (~3x faster at a million).
+    own = list(compress(videos, map(is_, map(_status_of, videos.values()), repeat(status))))
+    if len(own) == len(order) and own == list(order):
+        return dict.fromkeys(own)
     found = tuple(map(videos.get, order, repeat(_NO_VIDEO)))
     return dict.fromkeys(compress(map(_video_id_of, found), map(is_, map(_status_of, found), repeat(status))))
 

@@ -3,18 +3,23 @@ older snapshots still read, and after a crash the log's head read for its CRC fr
 
 from __future__ import annotations
 
+import math
 import os
 import zlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import orjson
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
-from nkod import eventlog, headcrc, snapshot, views
+from nkod import decide, eventlog, headcrc, snapshot, steering, views
 from nkod.daemon import EXIT_LOG
-from nkod.state import Projector, State, Video, fold
+from nkod.decide import PlanRow
+from nkod.state import Projector, State, Status, Video, fold, format_ts, parse_ts, replace
 from tests import strategies
 from tests.helpers import DataDir
 
@@ -197,3 +202,74 @@ def test_a_damaged_head_under_the_snapshot_stops_nkod_before_it_appends(tmp_path
     r = d.run()
     assert r.returncode == EXIT_LOG, r.stdout + r.stderr
     assert d.log.read_bytes() == bytes(data)
+
+
+# -- plan of a million: indexes and rows made in C-level passes ------------------------------------------
+
+
+@given(st.one_of(strategies.events, strategies.steering_events))
+def test_projector_indexes_from_orders_in_the_videos_own_order_equal_a_scan_of_its_videos(
+    log: list[dict[str, Any]],
+) -> None:
+    """A state whose redo and queue orders are its videos' own order (a big manifest added, not yet started:
+    built without a lookup per id) gives the same indexes as the obvious per-video scan."""
+    s = fold(log)
+    own = {status: tuple(vid for vid, v in s.videos.items() if v.status is status) for status in Status}
+    s = State(**{**s.__dict__, "redo_order": own[Status.INTERRUPTED], "queue_order": own[Status.PENDING]})
+    p = Projector(s)
+    boosted = sorted((v for v in s.videos.values() if v.priority_boost), key=lambda v: v.priority_boost)
+    counts = {status: sum(v.status is status for v in s.videos.values()) for status in Status}
+    assert (list(p.redo), list(p.queue)) == (list(own[Status.INTERRUPTED]), list(own[Status.PENDING]))
+    assert (p.status_counts, list(p.boosted)) == (counts, [v.video_id for v in boosted])
+
+
+def _plan_one_by_one(p: Projector, entries: dict[str, Any], now: datetime) -> list[PlanRow]:
+    """decide.plan as it was written before its C-level passes: one video at a time, in the run order."""
+    priorities = steering.entry_priorities(entries)
+    videos = p.videos
+    runs: list[PlanRow] = []
+    waits: list[PlanRow] = []
+    placed: set[str] = set()
+    for vid in steering.run_order(p, entries.keys(), priorities):
+        placed.add(vid)
+        v = videos[vid]
+        wait = decide.retry_wait(v, now, math.inf) if v.not_before is not None else 0.0
+        if v.not_before is not None and wait > 0 and v.status is Status.PENDING:
+            left = (parse_ts(v.not_before) - now).total_seconds()
+            until = v.not_before if left <= wait else format_ts(now + timedelta(seconds=wait))
+            why = f"backoff after attempt {v.attempt} until {until}: {v.error}"
+            waits.append(PlanRow(vid, "wait", why, round(wait, 3)))
+            continue
+        if v.status is Status.INTERRUPTED:
+            reason = "interrupted: redone first"
+        else:
+            reason = "pending" if v.failures == 0 else f"retry after {v.failures} failure(s)"
+            if v.priority_boost:
+                reason += ", prioritized (nkoctl prioritize)"
+            elif priorities.get(vid):
+                reason += f", priority {priorities[vid]}"
+        if v.redo:
+            reason += "; redo: the previous output is archived when this one is committed"
+        runs.append(PlanRow(vid, "run", reason))
+    rest = [r for r in decide.plan(p, entries, now) if r.video_id not in placed]
+    return runs + waits + rest
+
+
+@given(st.one_of(strategies.events, strategies.steering_events), st.data())
+def test_plan_rows_made_in_passes_equal_the_rows_made_one_by_one(
+    log: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """Any state, some videos in a backoff, any entries (some with priorities, some missing): the runs and
+    waits decide.plan makes in C-level passes are the rows the one-by-one loop made, in the same order."""
+    s = fold(log)
+    videos = dict(s.videos)
+    for vid in data.draw(st.lists(st.sampled_from(sorted(videos)), unique=True)) if videos else []:  # backoffs
+        videos[vid] = replace(videos[vid], not_before="2026-01-01T00:01:00.000000Z", retry_delay=60.0, failures=1)
+    p = Projector(State(**{**s.__dict__, "videos": MappingProxyType(videos)}))
+    chosen = data.draw(st.lists(st.sampled_from(sorted(p.videos)), unique=True)) if p.videos else []
+    entries: dict[str, Any] = {}
+    for vid in chosen:
+        priority = data.draw(st.sampled_from([0, 0, 0, 2, -1]))
+        entries[vid] = {"path": "x", "priority": priority} if priority else {"path": "x"}
+    now = datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC)
+    assert decide.plan(p, entries, now) == _plan_one_by_one(p, entries, now)
