@@ -35,7 +35,7 @@ import orjson
 
 from nkod import eventlog, gcpause, headcrc, views
 from nkod.fsutil import atomic_write, open_regular, read_regular
-from nkod.state import Projector, Session, State, Status, Video
+from nkod.state import Projector, Session, State, Status, Video, video_from_fields
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (nkoctl status: ~2 ms)
 if TYPE_CHECKING:
@@ -154,24 +154,13 @@ def _plain_video(vid: str) -> Video:
 
 
 _FIELD_NAMES = list(Video._fields)
-_N_FIELDS = len(_FIELD_NAMES)
-_STATUS_AT, _COUNTS_AT = _FIELD_NAMES.index("status"), _FIELD_NAMES.index("counts")
 
 
 def _video_from_row(row: Any) -> Video:
     """One snapshot row as a Video: an array (format 3: the fields in order, or only the id) or an object
     with short keys (formats 1 and 2). Rows that are neither, unknown statuses and bad counts raise."""
     if type(row) is list:
-        if len(row) == 1:
-            return _plain_video(row[0])
-        if len(row) != _N_FIELDS:
-            raise ValueError(f"video row of {len(row)} fields, not {_N_FIELDS}")
-        row[_STATUS_AT] = _STATUS[row[_STATUS_AT]]
-        counts = row[_COUNTS_AT]
-        if counts is not None:
-            row[_COUNTS_AT] = MappingProxyType(counts)
-        video: Video = tuple.__new__(Video, row)
-        return video
+        return video_from_fields(row)
     if not isinstance(row, dict):
         raise TypeError(f"video row is {type(row).__name__}, not an object")
     return _row_reader()(row)
@@ -345,7 +334,7 @@ class _Body:
         array); each must be the array of its id, in order, and becomes its Video in C. A snapshot whose
         checksum holds was written whole by an nkod of this format: its values are not checked one by one."""
         data, ids = self._data, self.ids
-        loads, make = orjson.loads, _video_from_row
+        loads, make = orjson.loads, video_from_fields
         videos: dict[str, Video] = {}
         pos, first, size = self._rows_start, 0, len(data)
         while pos < size:
@@ -363,7 +352,7 @@ class _Body:
                 continue
             rows = loads(b"[" + data[pos : end - 1].replace(b"\n", b",") + b"]")
             try:
-                matches = len(rows) == count and [row[0] for row in rows] == named
+                matches = len(rows) == count and set(map(type, rows)) <= {list} and [row[0] for row in rows] == named
             except (KeyError, IndexError, TypeError):
                 matches = False
             if not matches:  # two rows on one line, a row of another video, a row that is not an array

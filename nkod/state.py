@@ -107,6 +107,28 @@ _VIDEO_FIELDS: tuple[str, ...] = Video._fields
 _tuple_new = tuple.__new__
 
 
+_STATUS_OF_VALUE = {s.value: s for s in Status}
+_N_FIELDS = len(_VIDEO_FIELDS)
+_STATUS_AT, _COUNTS_AT = _VIDEO_FIELDS.index("status"), _VIDEO_FIELDS.index("counts")
+
+
+def video_from_fields(fields: list[Any]) -> Video:
+    """A Video from the list of its fields in order as JSON gives them back (the status as its value, the
+    counts an object), or from its id alone (the rest at their defaults): a snapshot's format-3 row. The
+    list is changed in place. A wrong number of fields, an unknown status or counts that are not an
+    object raise (ValueError, KeyError, TypeError)."""
+    if len(fields) == 1:
+        return Video(fields[0])
+    if len(fields) != _N_FIELDS:
+        raise ValueError(f"video row of {len(fields)} fields, not {_N_FIELDS}")
+    fields[_STATUS_AT] = _STATUS_OF_VALUE[fields[_STATUS_AT]]
+    counts = fields[_COUNTS_AT]
+    if counts is not None:
+        fields[_COUNTS_AT] = MappingProxyType(counts)
+    video: Video = _tuple_new(Video, fields)
+    return video
+
+
 def replace(video: Video, **changes: Any) -> Video:
     """``Video._replace``, with a misspelt field a TypeError (as ``dataclasses.replace`` raised)."""
     unknown = changes.keys() - _VIDEO_FIELDS

@@ -102,6 +102,7 @@ def test_a_format_3_snapshot_of_other_fields_is_not_used(tmp_path: Path) -> None
         b'["a"]\n["c"]\n',  # a row of another video
         b'["a"],["b"]\n["c"]\n',  # two rows on one line (and one too few lines for the ids)
         b'["a"]\n{"id":"b"}\n',  # an object row in an array body
+        b'["a"]\n"b"\n',  # a string row (of one character, as its id)
         b'["a"]\n["b","nonsense"]\n',  # a row of neither one nor all fields
         b'["a"]\n["b","bogus",0,0,0,0,null,null,null,null,null,null,null,false,null,false,null,0,false,null,false,false]\n',
     ],
