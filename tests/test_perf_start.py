@@ -274,3 +274,15 @@ def test_plan_rows_made_in_passes_equal_the_rows_made_one_by_one(
         entries[vid] = {"path": "x", "priority": priority} if priority else {"path": "x"}
     now = datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC)
     assert decide.plan(p, entries, now) == _plan_one_by_one(p, entries, now)
+
+
+def test_rows_longer_than_a_chunk_and_ids_json_escapes_load_as_they_were() -> None:
+    """A row longer than the chunk rows are parsed by (a long error text), ids with a quote, a backslash or
+    non-ASCII, among plain rows: the snapshot's videos are the state's."""
+    ids = ["plain1", 'q"uote', "back\\slash", "ߒߞߏ", "long", "plain2", *(f"p{i}" for i in range(3000))]
+    videos = {vid: Video(vid) for vid in ids}
+    videos["long"] = Video("long", status=Status.FAILED, failures=1, error="x" * (3 * snapshot._ROWS_CHUNK))
+    state = State(videos=MappingProxyType(videos), queue_order=tuple(v for v in ids if v != "long"))
+    doc, rest = snapshot._parse(snapshot.encode(state))
+    assert rest is not None
+    assert snapshot._body(doc, rest).videos() == videos
