@@ -420,6 +420,7 @@ class Daemon:
             videos=len(self.projector.videos),
             replay_ms=round((self.clock() - t0) * 1000, 1),
             data_dir=str(self.paths.root),
+            head_read=replay.head_read,
         )
         self.notifier.ready(self._status_line())
         # The state is replayed and recovered: READY=1. The manifest (O(its lines) to parse) and the requests

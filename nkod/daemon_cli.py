@@ -12,11 +12,7 @@ import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from nkod import __version__  # noqa: E402
-from nkod.config import load_config, render_toml, with_overrides  # noqa: E402
-from nkod.errors import ConfigError  # noqa: E402
-from nkod.logs import configure as configure_logging  # noqa: E402
-from nkod.logs import get as get_logger  # noqa: E402
+from nkod import __version__, headcrc  # noqa: E402
 from nkod.processor import BUILTIN_PROCESSOR  # noqa: E402
 
 
@@ -81,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     faulthandler.enable()  # a watchdog SIGABRT leaves the stuck stack in the journal
     args = build_parser().parse_args(argv)
+    if not (args.check_config or args.print_config):
+        # After a crash the log's head is read for its CRC before READY: begun now, it overlaps the imports.
+        headcrc.start(str(args.data_dir or default_data_dir()))
+    from nkod.config import load_config, render_toml, with_overrides
+    from nkod.errors import ConfigError
+    from nkod.logs import configure as configure_logging
+    from nkod.logs import get as get_logger
+
     config_path = args.config or default_config_path()
     overrides = {
         "workers": args.workers,

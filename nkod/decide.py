@@ -10,6 +10,8 @@ import math
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import compress, filterfalse, repeat
+from operator import and_, attrgetter, eq, not_
 from typing import Any, NamedTuple
 
 from nkod import steering
@@ -249,6 +251,12 @@ def next_runnable(
     return chosen
 
 
+# A video whose plan row is plain "pending": these fields as in _PLAIN_PLAN.
+_PLAN_FIELDS = attrgetter("not_before", "status", "failures", "priority_boost", "redo")
+_PLAIN_PLAN = (None, Status.PENDING, 0, 0, False)
+_VIDEO_ID = attrgetter("video_id")
+
+
 class PlanRow(NamedTuple):
     """One row of `plan` (a tuple: a million of them are made for a million-line manifest)."""
 
@@ -276,18 +284,27 @@ def plan(
     row = tuple.__new__
     videos = state.videos
     pending, interrupted = Status.PENDING, Status.INTERRUPTED
-    runs: list[PlanRow] = []
     waits: list[PlanRow] = []
     rest: list[PlanRow] = []
-    placed: set[str] = set()
-    for vid in steering.run_order(indexed, entries.keys(), priorities):  # keys(): a C-level `in` for a dict
-        placed.add(vid)
-        v = videos[vid]
+    in_order = list(steering.run_order_videos(indexed, entries.keys(), priorities))  # keys(): a C-level `in`
+    order = list(map(_VIDEO_ID, in_order))
+    # Every row is first made as a plain "pending" run, in C-level passes (a million of them); then the
+    # videos that wait for something else (a backoff, failures, a boost, a redo, an entry priority) get
+    # their own row in their place, or go to the waits.
+    plain = map(eq, map(_PLAN_FIELDS, in_order), repeat(_PLAIN_PLAN))
+    if priorities:  # an entry priority is said in the reason
+        plain = map(and_, plain, map(not_, map(priorities.__contains__, order)))
+    others = list(compress(range(len(order)), map(not_, plain)))
+    runs = list(map(row, repeat(PlanRow), zip(order, repeat("run"), repeat("pending"), repeat(None))))
+    waiting: list[int] = []
+    for i in others:
+        vid, v = order[i], in_order[i]
         if v.not_before is not None and (wait := retry_wait(v, now, max_wait)) > 0 and v.status is pending:
             left = (parse_ts(v.not_before or "") - now).total_seconds()
             until = v.not_before if left <= wait else iso(now + timedelta(seconds=wait))  # else: clock stepped back
             why = f"backoff after attempt {v.attempt} until {until}: {v.error}"
             waits.append(row(PlanRow, (vid, "wait", why, round(wait, 3))))
+            waiting.append(i)
             continue
         if v.status is interrupted:
             reason = "interrupted: redone first"
@@ -299,10 +316,17 @@ def plan(
                 reason += f", priority {priorities[vid]}"
         if v.redo:
             reason += "; redo: the previous output is archived when this one is committed"
-        runs.append(row(PlanRow, (vid, "run", reason, None)))
-    for vid, v in state.videos.items():
-        if vid in placed:
-            continue
+        runs[i] = row(PlanRow, (vid, "run", reason, None))
+    if waiting:
+        keep = [True] * len(runs)
+        for i in waiting:
+            keep[i] = False
+        runs = list(compress(runs, keep))
+    # The videos not in the run order (skipped, removed, completed, failed, running): none when every
+    # video is in it (a big manifest not yet started), else those not placed (C-level).
+    placed = set(order) if len(order) < len(videos) else videos
+    for vid in filterfalse(placed.__contains__, videos):
+        v = videos[vid]
         if v.status in (Status.PENDING, Status.INTERRUPTED):
             if v.skipped:
                 why = f"skipped: {v.skip_reason}" if v.skip_reason else "skipped"

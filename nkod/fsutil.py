@@ -80,7 +80,8 @@ def read_regular(path: Path, limit: int, *, follow_symlinks: bool = True) -> byt
         chunks: list[bytes] = []
         size = 0
         while size <= limit:
-            chunk = os.read(fd, min(limit + 1 - size, 1 << 20))
+            # The whole file in one read where its size allows (one chunk is joined without a copy).
+            chunk = os.read(fd, min(limit + 1 - size, max(1 << 20, st.st_size + 1 - size)))
             if not chunk:
                 break
             chunks.append(chunk)

@@ -3,12 +3,18 @@
 An optimisation only: a snapshot that is missing, damaged, from another log, or ahead of the log is
 ignored and the state is rebuilt from the log. Deleting it never changes a result.
 
-Format 2 (format 1, one checksummed JSON document, is still read)::
+Format 3 (formats 1, one checksummed JSON document, and 2, rows as objects, are still read)::
 
-    {"crc":"<crc of doc>","doc":{"v":2,"state":{…all but the videos…},"summary":{…},"body_crc":"…"}}\n
-    ["vid1","vid2",…]\n          the video ids, in the state's order
-    {"id":"vid1",…}\n            one row per video, in the same order
+    {"crc":"<crc of doc>","doc":{"v":3,"state":{…all but the videos…},"summary":{…},"body_crc":"…",
+                                "fields":["video_id","status",…]}}\n
+    ["vid1","vid2",…]\n                  the video ids, in the state's order
+    ["vid1","completed",25,…]\n          one row per video, in the same order: its fields, in `fields` order
+    ["vid2"]\n                           (a video whose other fields all have their defaults: only its id)
     …
+
+Rows are arrays in the order of `Video`'s fields so that a chunk of them parses in one call and each
+becomes its Video in C (``tuple.__new__``): loading a million rows is most of a start or a `plan`. A
+snapshot whose `fields` are not this nkod's Video's is not used (the state is rebuilt from the log).
 
 The first line alone answers ``nkoctl status`` (``views.summary`` of the videos); the rows of the few
 videos the log's tail touches are found by line number without parsing the others (`status_replay`).
@@ -20,22 +26,23 @@ import functools
 import os
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, fields
-from itertools import chain
+from dataclasses import dataclass
+from itertools import chain, repeat
 from pathlib import Path
 from types import MappingProxyType
 
 import orjson
 
-from nkod import eventlog, gcpause, views
+from nkod import eventlog, gcpause, headcrc, views
 from nkod.fsutil import atomic_write, open_regular, read_regular
-from nkod.state import Projector, Session, State, Status, Video
+from nkod.state import Projector, Session, State, Status, Video, video_from_fields
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (nkoctl status: ~2 ms)
 if TYPE_CHECKING:
     from typing import Any, BinaryIO
 
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
+ROWS_AS_OBJECTS = 2  # the last format whose rows were objects with short keys (still read)
 MAX_SNAPSHOT_BYTES = 4 << 30  # far above any real snapshot; a bound on what a bad file can cost
 
 # Short keys keep snapshots of 100k+ videos small and fast to load.
@@ -50,13 +57,12 @@ _DEFAULT = Video(video_id="")
 _ROW_FIELDS = tuple((short, name, getattr(_DEFAULT, name)) for short, name in _VIDEO_FIELDS)
 _SHORT = {name: short for short, name in _VIDEO_FIELDS}
 # Every field of Video (a field added to Video but not to the snapshot gets its default).
-_ALL_FIELDS = tuple((_SHORT.get(f.name), f.name, getattr(_DEFAULT, f.name)) for f in fields(Video))
+_ALL_FIELDS = tuple((_SHORT.get(name), name, getattr(_DEFAULT, name)) for name in Video._fields)
 _STATUS = {s.value: s for s in Status}
-_new = object.__new__
-_set = object.__setattr__
 
 
 def state_to_doc(state: State | Projector) -> dict[str, Any]:
+    """The state as one JSON document, its videos as objects with short keys (format 1's rows)."""
     videos = []
     for v in state.videos.values():
         row: dict[str, Any] = {"id": v.video_id}
@@ -65,6 +71,11 @@ def state_to_doc(state: State | Projector) -> dict[str, Any]:
             if value != default:
                 row[short] = dict(value) if name == "counts" else value
         videos.append(row)
+    return {**_state_doc(state), "videos": videos}
+
+
+def _state_doc(state: State | Projector) -> dict[str, Any]:
+    """Everything of the state but its videos."""
     s = state.session
     doc: dict[str, Any] = {
         "seq": state.seq,
@@ -76,7 +87,6 @@ def state_to_doc(state: State | Projector) -> dict[str, Any]:
         "completed_by_nkod": state.completed_by_nkod,
         "session": {"active_seconds": s.active_seconds, "open_since": s.open_since, "pid": s.pid},
         "manifest_problems": list(state.manifest_problems),
-        "videos": videos,
     }
     if s.open_seconds is not None:  # absent from logs (and snapshots) older than `session_seconds`
         doc["session"]["open_seconds"] = s.open_seconds
@@ -97,65 +107,82 @@ def state_to_doc(state: State | Projector) -> dict[str, Any]:
 
 @functools.cache
 def _row_reader() -> Callable[[dict[str, Any]], Video]:
-    """The body of `_video_from_row`, one statement per field (generated, as dataclasses generates
-    ``__init__``): a loop over the fields cost ~5 µs a row, most of loading a million-video snapshot.
-    Each field is set through its slot's descriptor (``Video.status.__set__``): half the cost of
-    ``object.__setattr__``, which looks the name up on the type first."""
-    env: dict[str, Any] = {"_new": _new, "Video": Video, "_STATUS": _STATUS, "_proxy": MappingProxyType}
-    lines = ["def read(row):", "    video = _new(Video)", "    get = row.get", "    _s_video_id(video, row['id'])"]
+    """The body of `_video_from_row`, one expression per field (generated, as dataclasses generates
+    ``__init__``): a loop over the fields cost ~5 µs a row. The Video is made from the tuple of its fields
+    by ``tuple.__new__`` (C)."""
+    env: dict[str, Any] = {"_tuple_new": tuple.__new__, "Video": Video, "_STATUS": _STATUS, "_proxy": MappingProxyType}
+    values = []
     for i, (short, name, default) in enumerate(_ALL_FIELDS):
-        env[f"_s_{name}"] = _slot_setter(name)
-        if name == "video_id":
-            continue
         env[f"_d{i}"] = default
-        if short is None:  # in Video but not in snapshots: its default
-            lines.append(f"    _s_{name}(video, _d{i})")
+        if name == "video_id":
+            values.append("row['id']")
+        elif short is None:  # in Video but not in snapshots: its default
+            values.append(f"_d{i}")
         elif name == "status":
-            lines.append(f"    _s_status(video, _STATUS[row[{short!r}]] if {short!r} in row else _d{i})")
+            values.append(f"_STATUS[row[{short!r}]] if {short!r} in row else _d{i}")
         elif name == "counts":
-            lines.append(f"    _s_counts(video, _proxy(row[{short!r}]) if {short!r} in row else _d{i})")
+            values.append(f"_proxy(row[{short!r}]) if {short!r} in row else _d{i}")
         else:
-            lines.append(f"    _s_{name}(video, get({short!r}, _d{i}))")
-    lines.append("    return video")
+            values.append(f"get({short!r}, _d{i})")
+    lines = ["def read(row):", "    get = row.get", "    return _tuple_new(Video, ("]
+    lines += [*(f"        {value}," for value in values), "    ))"]
     exec("\n".join(lines), env)
     reader: Callable[[dict[str, Any]], Video] = env["read"]
     return reader
 
 
-def _slot_setter(name: str) -> Callable[[Video, Any], None]:
-    setter: Callable[[Video, Any], None] = getattr(Video, name).__set__
-    return setter
+_PLAIN_REST = tuple(_DEFAULT[1:])  # every field but the id at its default
 
 
-@functools.cache
-def _plain_reader() -> Callable[[str], Video]:
-    """A video whose row is only its id (every other field at its default: a video added and not yet
-    started, most of a big manifest's): built without parsing the row (generated as `_row_reader`)."""
-    env: dict[str, Any] = {"_new": _new, "Video": Video}
-    lines = ["def plain(vid):", "    video = _new(Video)", "    _s_video_id(video, vid)"]
-    for i, (_short, name, default) in enumerate(_ALL_FIELDS):
-        env[f"_s_{name}"] = _slot_setter(name)
-        if name != "video_id":
-            env[f"_d{i}"] = default
-            lines.append(f"    _s_{name}(video, _d{i})")
-    lines.append("    return video")
-    exec("\n".join(lines), env)
-    plain: Callable[[str], Video] = env["plain"]
-    return plain
+_PLAIN_REPEATS = tuple(map(repeat, _PLAIN_REST))
+_tuple_new = tuple.__new__
 
 
-def _video_from_row(row: dict[str, Any]) -> Video:
-    """One snapshot row as a Video: like ``Video(**kwargs)`` without the per-call keyword handling
-    (loading 100k rows is most of a status call). Unknown statuses and bad counts raise as before."""
+def _plain_rows(ids: list[Any]) -> bytes | None:
+    """The bytes of format-3 rows of only these ids, as written for ids JSON writes as they are (None if
+    one is not a string); an id JSON escapes gives other bytes than its row's, so never equals them."""
+    try:
+        return ('["' + '"]\n["'.join(ids) + '"]\n').encode() if ids else b""
+    except TypeError:
+        return None
+
+
+def _plain_video(vid: str) -> Video:
+    """The Video of a row that is only its id (a video added and not yet started, most of a big manifest's)."""
+    video: Video = tuple.__new__(Video, (vid, *_PLAIN_REST))
+    return video
+
+
+_FIELD_NAMES = list(Video._fields)
+
+
+def _video_from_row(row: Any) -> Video:
+    """One snapshot row as a Video: an array (format 3: the fields in order, or only the id) or an object
+    with short keys (formats 1 and 2). Rows that are neither, unknown statuses and bad counts raise."""
+    if type(row) is list:
+        return video_from_fields(row)
     if not isinstance(row, dict):
         raise TypeError(f"video row is {type(row).__name__}, not an object")
     return _row_reader()(row)
 
 
+def _row_id(row: Any) -> Any:
+    """The id a parsed row is of (its first field, or its "id")."""
+    return row[0] if type(row) is list and row else row.get("id") if type(row) is dict else None
+
+
+def _row_bytes(video: Video, dumps: Callable[..., bytes] = orjson.dumps) -> bytes:
+    """A format-3 row: the Video's fields in order (Status as its value, counts as an object), or only
+    its id when every other field has its default."""
+    if video[1:] == _PLAIN_REST:
+        return dumps(video[:1])
+    return dumps(video[:], default=dict)
+
+
 def state_from_doc(doc: dict[str, Any], videos: dict[str, Video] | None = None) -> State:
     """The State of a snapshot document; `videos`: its videos already built (else from doc["videos"])."""
     if videos is None:
-        videos = {row["id"]: _video_from_row(row) for row in doc["videos"]}
+        videos = {v.video_id: v for v in map(_video_from_row, doc["videos"])}
     s = doc["session"]
     return State(
         seq=doc["seq"],
@@ -194,21 +221,22 @@ def encode(state: State | Projector, head_crc: int | None = None, log_stat: dict
     """The bytes of a format-2 snapshot of `state`. `head_crc`: CRC-32 of the log's bytes [0, state.offset),
     so a reader can check cheaply that the head the snapshot stands in for is still what was replayed
     (damage there must not hide behind it)."""
-    doc = state_to_doc(state)
-    rows = doc.pop("videos")
-    dumps = orjson.dumps
-    body = b"".join([dumps([row["id"] for row in rows]), b"\n", *[dumps(row) + b"\n" for row in rows]])
+    videos = state.videos
+    rows = list(map(_row_bytes, videos.values()))
+    rows.append(b"")
+    body = orjson.dumps(list(videos)) + b"\n" + b"\n".join(rows)
     head: dict[str, Any] = {
         "v": SNAPSHOT_VERSION,
-        "state": doc,
-        "summary": views.summary(state.videos.values()),
+        "state": _state_doc(state),
+        "summary": views.summary(videos.values()),
         "body_crc": f"{zlib.crc32(body):08x}",
+        "fields": _FIELD_NAMES,
     }
     if head_crc is not None:
         head["head_crc"] = f"{head_crc:08x}"
     if log_stat is not None:
         head["log_stat"] = log_stat
-    line = dumps(head)
+    line = orjson.dumps(head)
     return b'{"crc":"%08x","doc":%s}\n%s' % (zlib.crc32(line), line, body)
 
 
@@ -239,20 +267,30 @@ def _checked_doc(line: bytes) -> Any:
     return orjson.loads(body)
 
 
-class _Body:
-    """A format-2 snapshot's ids and rows, checked and split only when asked for."""
+_ROWS_CHUNK = 64 << 10  # format-3 rows are parsed this many bytes at a time (one call each; a bigger chunk
+# held more rows' lists at once, which raised the peak memory of a start by ~6 MB for 10k videos)
 
-    def __init__(self, data: bytes, crc: str) -> None:
-        if zlib.crc32(data) != int(crc, 16):
+
+class _Body:
+    """A format-2 or -3 snapshot's ids and rows (`arrays`: format 3's), checked and split only when asked for."""
+
+    def __init__(self, data: bytes, crc: str, arrays: bool = False, start: int = 0) -> None:
+        """The body is `data` from `start` on (not copied out: a start reads 10k rows, a plan a million)."""
+        if zlib.crc32(memoryview(data)[start:]) != int(crc, 16):
             raise ValueError("checksum mismatch in the video rows")
-        end = data.index(b"\n")
-        self.ids: list[Any] = orjson.loads(data[:end])
-        self._rows_data = data[end + 1 :]
+        end = data.index(b"\n", start)
+        self.ids: list[Any] = orjson.loads(memoryview(data)[start:end])
+        self.arrays = arrays
+        self._data, self._rows_start = data, end + 1
         self._rows: list[bytes] | None = None
-        if not isinstance(self.ids, list) or self._rows_data.count(b"\n") != len(self.ids):
+        if not isinstance(self.ids, list) or data.count(b"\n", end + 1) != len(self.ids):
             raise ValueError("video rows do not match the ids")
-        if self._rows_data and not self._rows_data.endswith(b"\n"):
+        if len(data) > end + 1 and not data.endswith(b"\n"):
             raise ValueError("video rows do not match the ids")
+
+    @functools.cached_property
+    def _rows_data(self) -> bytes:
+        return self._data[self._rows_start :]
 
     @property
     def rows(self) -> list[bytes]:
@@ -262,7 +300,7 @@ class _Body:
             self._rows.pop()
         return self._rows
 
-    def rows_at(self, indices: list[int]) -> list[dict[str, Any]]:
+    def rows_at(self, indices: list[int]) -> list[Any]:
         """The rows at `indices` (sorted), checked, splitting only from the nearer end of the rows to the
         farthest one wanted: status needs the few rows its tail names, and splitting all 10k into objects
         costs ~2 ms. (Exact either way: every row ends with a newline, and no JSON row holds a raw one.)"""
@@ -276,29 +314,58 @@ class _Body:
             shift = len(pieces) - 1 - n
         return [self._checked(i, pieces[i + shift]) for i in indices]
 
-    def _checked(self, i: int, raw: bytes) -> dict[str, Any]:
+    def _checked(self, i: int, raw: bytes) -> Any:
         row = orjson.loads(raw)
-        if not isinstance(row, dict) or row.get("id") != self.ids[i]:
+        if type(row) is not (list if self.arrays else dict) or _row_id(row) != self.ids[i]:
             raise ValueError(f"video row {i} is not {self.ids[i]!r}")
         return row
 
-    def all_rows(self) -> list[dict[str, Any]]:
-        """Every row, checked to be the object of its id, in order. (Parsed a row at a time: one call on
+    def all_rows(self) -> list[Any]:
+        """Every row, checked to be the row of its id, in order. (Parsed a row at a time: one call on
         the rows joined was faster but held three copies of them at once, a start's peak memory.)"""
-        loads = orjson.loads
-        rows: list[dict[str, Any]] = []
-        for i, (raw, vid) in enumerate(zip(self.rows, self.ids, strict=True)):
-            row = loads(raw)
-            if type(row) is not dict or row.get("id") != vid:
-                raise ValueError(f"video row {i} is not {vid!r}")
-            rows.append(row)
-        return rows
+        return [self._checked(i, raw) for i, raw in enumerate(self.rows)]
 
     def videos(self) -> dict[str, Video]:
-        """Every row as its Video, by id, in order: what `all_rows` then `state_from_doc` give, but a row
-        that is only its id (``{"id":"…"}``, a video added and not yet started) is not parsed: it is
-        compared with the bytes such a row has. (Ids with a quote or a backslash, which JSON escapes,
-        never take that path.)"""
+        """Every row as its Video, by id, in order: what `all_rows` then `state_from_doc` give."""
+        return self._array_videos() if self.arrays else self._object_videos()
+
+    def _array_videos(self) -> dict[str, Video]:
+        """Format 3: the rows parsed a chunk at a time (one orjson call per chunk of rows joined as one
+        array); each must be the array of its id, in order, and becomes its Video in C. A snapshot whose
+        checksum holds was written whole by an nkod of this format: its values are not checked one by one."""
+        data, ids = self._data, self.ids
+        loads, make = orjson.loads, video_from_fields
+        videos: dict[str, Video] = {}
+        pos, first, size = self._rows_start, 0, len(data)
+        while pos < size:
+            end = data.rfind(b"\n", pos, pos + _ROWS_CHUNK) + 1
+            if end <= pos:  # a row longer than a chunk
+                end = data.index(b"\n", pos) + 1
+            count = data.count(b"\n", pos, end)
+            named = ids[first : first + count]
+            if data.find(b",", pos, end) < 0 and _plain_rows(named) == data[pos:end]:
+                # Only ids (a big manifest's videos not yet started), each exactly its row's text: the
+                # Videos are made without parsing the rows, in C-level passes.
+                made = map(_tuple_new, repeat(Video), zip(named, *_PLAIN_REPEATS, strict=False))
+                videos.update(zip(named, made, strict=True))
+                pos, first = end, first + count
+                continue
+            rows = loads(b"[" + data[pos : end - 1].replace(b"\n", b",") + b"]")
+            try:
+                matches = len(rows) == count and set(map(type, rows)) <= {list} and [row[0] for row in rows] == named
+            except (KeyError, IndexError, TypeError):
+                matches = False
+            if not matches:  # two rows on one line, a row of another video, a row that is not an array
+                self.all_rows()  # names the first row that is not its id's
+                raise ValueError(f"video rows {first}-{first + count - 1} do not match their ids")
+            videos.update(zip(named, map(make, rows), strict=True))
+            pos, first = end, first + count
+        return videos
+
+    def _object_videos(self) -> dict[str, Video]:
+        """Format 2: a row that is only its id (``{"id":"…"}``, a video added and not yet started) is not
+        parsed: it is compared with the bytes such a row has. (Ids with a quote or a backslash, which JSON
+        escapes, never take that path.)"""
         ids = self.ids
         try:
             joined = "".join(ids)
@@ -306,7 +373,7 @@ class _Body:
             joined = '"'
         if '"' in joined or "\\" in joined:
             return {row["id"]: _video_from_row(row) for row in self.all_rows()}
-        loads, plain, reader = orjson.loads, _plain_reader(), _row_reader()
+        loads, plain, reader = orjson.loads, _plain_video, _row_reader()
         videos: dict[str, Video] = {}
         for i, (raw, vid) in enumerate(zip(self.rows, ids, strict=True)):
             if raw == b'{"id":"%s"}' % vid.encode():
@@ -320,15 +387,28 @@ class _Body:
 
 
 def _parse(data: bytes) -> tuple[dict[str, Any], bytes | None]:
-    """A snapshot file's checked document, and (format 2) the bytes after its first line."""
+    """A snapshot file's checked document, and (formats 2 and 3) the bytes after its first line."""
+    doc, start = _parse_at(data)
+    return doc, (None if start is None else data[start:])
+
+
+def _parse_at(data: bytes) -> tuple[dict[str, Any], int | None]:
+    """A snapshot file's checked document, and (formats 2 and 3) where the bytes after its first line begin."""
     nl = data.find(b"\n")
     doc = _checked_doc(data if nl < 0 else data[:nl])
     if not isinstance(doc, dict):
         raise ValueError("not a snapshot document")
     version = doc.get("v")
-    if (version, nl < 0) not in ((1, True), (SNAPSHOT_VERSION, False)):
+    if (version, nl < 0) not in ((1, True), (ROWS_AS_OBJECTS, False), (SNAPSHOT_VERSION, False)):
         raise ValueError(f"snapshot version {version!r}")
-    return doc, (None if nl < 0 else data[nl + 1 :])
+    if version == SNAPSHOT_VERSION and doc.get("fields") != _FIELD_NAMES:
+        raise ValueError("its rows have other fields than this nkod's videos")
+    return doc, (None if nl < 0 else nl + 1)
+
+
+def _body(doc: dict[str, Any], data: bytes, start: int = 0) -> _Body:
+    """The body of a snapshot whose first line is `doc`: `data` from `start` on."""
+    return _Body(data, doc["body_crc"], arrays=doc["v"] == SNAPSHOT_VERSION, start=start)
 
 
 @dataclass(frozen=True)
@@ -338,6 +418,9 @@ class Loaded:
     head_crc: int | None = None  # CRC-32 of the log's head it covers, checked (None: an older snapshot)
     head_changed: bool = False  # rejected because the covered head's bytes differ (damage, or a rewrite)
     head_unchanged: bool = False  # the log is byte for byte as the daemon that wrote it left it (log_stat)
+    # How the covered head's CRC was read to check it: "early" (from nkod's start, headcrc), "load" (from
+    # here), None (not read: vouched for, unchanged since a clean stop, or no snapshot used).
+    head_read: str | None = None
 
 
 def _read(path: Path) -> tuple[bytes | None, str | None]:
@@ -406,27 +489,39 @@ def load(path: Path, log_path: Path, check_head: bool = True) -> Loaded:
     """The snapshot's state if it is whole and matches the log; else why not. `check_head=False` skips
     comparing the covered head's bytes with the CRC recorded (to show what a damaged log's state was)."""
     data, problem = _read(path)
+    early = headcrc.take(log_path)  # the log's CRC, if nkod began reading it as it started
     if data is None:
+        _stop(early)
         return Loaded(None, problem)
+    head: headcrc.PrefixCrc | eventlog.BackgroundCrc | None = None
     try:
-        doc, rest = _parse(data)
+        doc, rest = _parse_at(data)
         # The head's CRC is computed while the rest is parsed (most of a start or a status on a big log).
         unchanged = _head_unchanged(doc, log_path)
         vouched = check_head and not unchanged and _head_vouched(log_path, doc["state"]["offset"], _head_crc(doc))
-        head = eventlog.BackgroundCrc(log_path) if check_head and not unchanged and not vouched else None
-        if rest is not None:  # format 2: the rows after the first line
-            state = state_from_doc(doc["state"], _Body(rest, doc["body_crc"]).videos())
+        if check_head and not unchanged and not vouched:
+            head, early = early or eventlog.BackgroundCrc(log_path), None
+        if rest is not None:  # formats 2 and 3: the rows after the first line
+            state = state_from_doc(doc["state"], _body(doc, data, rest).videos())
         else:
             state = state_from_doc(doc["state"])
         head_crc = _head_crc(doc)
     except (ValueError, KeyError, TypeError, IndexError, orjson.JSONDecodeError) as exc:
         return Loaded(None, f"{path} is damaged ({exc}); rebuilding from the log")
+    finally:
+        _stop(early)  # not needed (or not usable): no more reading
     mismatch = _mismatch(path, log_path, state.seq, state.offset, state.last_ts)
     if mismatch:
         return Loaded(None, mismatch)
+    head_read = None if head is None else "early" if isinstance(head, headcrc.PrefixCrc) else "load"
     if head is not None and head_crc is not None and head.at(state.offset) != head_crc:
-        return Loaded(None, _head_changed(path, log_path, state.offset), head_changed=True)
-    return Loaded(state, None, head_crc, head_unchanged=unchanged)
+        return Loaded(None, _head_changed(path, log_path, state.offset), head_changed=True, head_read=head_read)
+    return Loaded(state, None, head_crc, head_unchanged=unchanged, head_read=head_read)
+
+
+def _stop(early: headcrc.PrefixCrc | None) -> None:
+    if early is not None:
+        early.stop()
 
 
 @dataclass
@@ -441,6 +536,7 @@ class Replay:
     snapshot_offset: int = 0  # the log's head the snapshot stood in for (0: none used)
     snapshot_head_crc: int | None = None  # its checked CRC-32 (None: none used, or an older snapshot)
     head_unchanged: bool = False  # the log is as the daemon that wrote the snapshot left it (see load)
+    head_read: str | None = None  # how the head's CRC was read to check it (Loaded.head_read)
 
 
 def replay(data_log: Path, snapshot_path: Path, use_snapshot: bool = True) -> Replay:
@@ -474,6 +570,7 @@ def _replay(data_log: Path, snapshot_path: Path, use_snapshot: bool) -> Replay:
         base.offset if base else 0,
         loaded.head_crc,
         loaded.head_unchanged,
+        loaded.head_read if base is not None else None,
     )
 
 
@@ -566,9 +663,9 @@ def _status_replay(f: BinaryIO, data_log: Path, snapshot_path: Path) -> StatusRe
         return None
     try:
         index: dict[str, int] = {}
-        rows: list[dict[str, Any]] = []
+        rows: list[Any] = []
         if named:
-            body = _Body(rest(), doc["body_crc"])
+            body = _body(doc, rest())
             index = {vid: i for i, vid in enumerate(body.ids)}
             rows = body.rows_at(sorted(index[vid] for vid in named if vid in index))
         base = state_from_doc({**state_doc, "videos": rows})

@@ -131,16 +131,24 @@ def run_order(
     prioritize) in the order they were prioritized; then by entry priority, higher first (ties in entry
     order); then in the order they became known. Skipped videos and ids without an entry never appear.
     Lazy: the caller stops when it has enough (backoff is the caller's to judge)."""
+    return map(_video_id_of, run_order_videos(projector, available, priorities))
+
+
+def run_order_videos(
+    projector: Projector, available: Mapping[str, Any] | AbstractSet[str], priorities: Mapping[str, int]
+) -> Iterator[Video]:
+    """`run_order`'s videos themselves (plan looks at each: no second lookup by id for a million)."""
     videos = projector.videos
     for vid in projector.redo:
-        if vid in available and not videos[vid].skipped:
-            yield vid
+        redo = videos[vid]
+        if vid in available and not redo.skipped:
+            yield redo
     seen: set[str] = set()
     for vid in projector.boosted:
         v = videos.get(vid)
         if v is not None and v.status is Status.PENDING and not v.skipped and vid in available:
             seen.add(vid)
-            yield vid
+            yield v
     ranked = sorted(priorities, key=lambda i: -priorities[i])  # stable: ties keep the entries' order
     for vid in ranked:
         if priorities[vid] < 0:
@@ -148,20 +156,22 @@ def run_order(
         v = videos.get(vid)
         if v is not None and v.status is Status.PENDING and not v.skipped and vid not in seen and vid in available:
             seen.add(vid)
-            yield vid
+            yield v
     if priorities or seen:
         for vid in projector.queue:
-            if vid in available and vid not in priorities and vid not in seen and not videos[vid].skipped:
-                yield vid
+            if vid in available and vid not in priorities and vid not in seen:
+                queued = videos[vid]
+                if not queued.skipped:
+                    yield queued
     else:  # the common case, and a million-video queue: the same filter in C-level passes (still lazy)
         listed = filter(available.__contains__, projector.queue)
-        yield from map(_video_id_of, filterfalse(_skipped_of, map(videos.__getitem__, listed)))
+        yield from filterfalse(_skipped_of, map(videos.__getitem__, listed))
     for vid in ranked:
         if priorities[vid] >= 0:
             continue
         v = videos.get(vid)
         if v is not None and v.status is Status.PENDING and not v.skipped and vid not in seen and vid in available:
-            yield vid
+            yield v
 
 
 # -- manifest entries that changed or went away ------------------------------------------------------
