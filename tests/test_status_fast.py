@@ -3,17 +3,25 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import tempfile
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from nkod import eventlog, snapshot
+from nkod import codec, eventlog, litejson, snapshot, statusfast, statusview, views
 from nkod.ctl import _plain_status
-from tests.helpers import DataDir, kill9, wait_for
+from nkod.state import Projector
+from tests.helpers import DataDir, binary, env, kill9, wait_for
+from tests.strategies import events
 
 TIME_FIELDS = ("elapsed_seconds", "rate_per_hour", "eta_seconds")
 
@@ -165,3 +173,219 @@ def test_rows_found_from_either_end_are_the_rows_at_those_places(wanted: list[in
     parsed = snapshot._Body(body, f"{zlib.crc32(body):08x}")
     assert parsed.rows_at(wanted) == [rows[i] for i in wanted]
     assert parsed.all_rows() == rows
+
+
+# -- the fast path without orjson (nkod.statusfast, nkod.litejson) ----------------------------------------
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+# Lines orjson (codec.check, replay, fsck) reads or refuses in ways a stdlib parser would not, and ordinary ones.
+CRAFTED = [
+    b'{"a":1,"a":2}',
+    b'{"a":1,"b":2,"a":3}',  # a duplicate key: the last value, at the first one's place
+    b"18446744073709551615",
+    b"18446744073709551616",  # beyond 64 bits: orjson reads a float
+    b"-9223372036854775808",
+    b"-9223372036854775809",
+    b"1e400",  # infinite as a double: orjson refuses
+    b"-1e400",
+    b"1e-400",
+    b"-0",
+    b"-0.0",
+    b"NaN",
+    b"[Infinity]",
+    b"[-Infinity]",
+    b'"\\ud800"',  # a lone surrogate: orjson refuses
+    b'"\\udc00\\ud800"',
+    b'"\\ud83d\\ude00"',
+    b'"\xed\xa0\x80"',  # a surrogate in UTF-8 bytes
+    b'"\xff"',
+    b'"\x01"',  # a raw control character
+    b'"\\u0000"',
+    b'"\x7f"',
+    b" {} ",
+    b"{}\n",
+    b"[1,]",
+    b"01",
+    b"1.",
+    b".5",
+    b"+1",
+    b'"\\x"',
+    b"",
+    b"[" * 1000 + b"]" * 1000,
+    b"[" * 1030 + b"]" * 1030,
+    b'{"a" : [1 , 2.5e3, true, false, null, "\\/\\"\\\\\\n\xc3\xa9"]}',
+    b"123456789012345678901234567890.5",
+    b"2.5e-324",
+    b'{"v":1,"seq":7,"ts":"2026-11-26T15:00:00.000000Z","type":"video_started","video_id":"x"}',
+]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values of the same types all the way down, dict keys in the same order (1 is not 1.0)."""
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if type(x) is not type(y):
+            return False
+        if type(x) is dict:
+            if list(x) != list(y):
+                return False
+            stack.extend((x[k], y[k]) for k in x)
+        elif type(x) is list:
+            if len(x) != len(y):
+                return False
+            stack.extend(zip(x, y, strict=True))
+        elif x != y:
+            return False
+    return True
+
+
+def _agrees_with_orjson(data: bytes) -> None:
+    try:
+        expected: tuple[str, Any] = ("read", orjson.loads(data))
+    except orjson.JSONDecodeError:
+        expected = ("refused", None)
+    try:
+        got: tuple[str, Any] = ("read", litejson.loads(data))
+    except litejson.Unsure:
+        got = ("unsure", None)
+    # Never a value orjson refuses, never a value other than orjson's: unsure sends it to orjson.
+    assert got[0] == "unsure" or (expected[0] == "read" and _same(got[1], expected[1])), (data, got, expected)
+    try:
+        both: tuple[str, Any] = ("read", litejson.loads_or_orjson(data))
+    except ValueError:
+        both = ("refused", None)
+    assert both[0] == expected[0] and _same(both[1], expected[1]), (data, both, expected)
+
+
+@pytest.mark.parametrize("data", CRAFTED)
+def test_the_light_json_reader_never_disagrees_with_orjson_on_crafted_lines(data: bytes) -> None:
+    """NaN/Infinity, lone surrogates, duplicate keys, big ints, bad UTF-8, whitespace, deep nesting: the
+    light reader gives orjson's value or says it is not sure (then orjson decides); never its own answer."""
+    _agrees_with_orjson(data)
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=5), children, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_values)
+def test_the_light_json_reader_reads_what_orjson_reads(value: Any) -> None:
+    """Any JSON value as orjson writes it (and as the stdlib writes it, escapes and all): the light reader's
+    value is orjson's, type for type."""
+    try:
+        encoded = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # an int beyond 64 bits (orjson does not write it): the stdlib does
+        encoded = b""
+    for data in (encoded, json.dumps(value).encode(), json.dumps(value, ensure_ascii=False).encode("utf-8", "replace")):
+        if data:
+            _agrees_with_orjson(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from("0123456789.eE+-"), min_size=1, max_size=25))
+def test_the_light_json_reader_parses_numbers_as_orjson_does(text: str) -> None:
+    """Number-like text (valid or not): the same value and type as orjson, or orjson decides."""
+    _agrees_with_orjson(text.encode())
+
+
+@settings(max_examples=200, deadline=None)
+@given(_json_values)
+def test_the_light_json_writer_writes_what_orjson_indent_2_writes(value: Any) -> None:
+    """``status --json`` written without orjson: the same value as orjson's OPT_INDENT_2 text, and the same
+    lines (the layout), whatever the value."""
+    try:
+        expected = orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONEncodeError:
+        return
+    got = litejson.dumps_indent2(value)
+    assert _same(orjson.loads(got), orjson.loads(expected))
+    assert got.count("\n") == expected.count("\n")
+
+
+def _write_log(path: Path, log: list[dict[str, Any]]) -> int:
+    with open(path, "wb") as f:
+        for e in log:
+            f.write(codec.encode(e))
+    return path.stat().st_size
+
+
+@settings(max_examples=150, deadline=None)
+@given(events)
+def test_the_fast_path_document_equals_a_full_replays(log: list[dict[str, Any]]) -> None:
+    """For any log with the snapshot a clean stop leaves (at its end, with its stat), the document built
+    from the snapshot's first line alone is the very one a full replay gives."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        size = _write_log(root / "events.jsonl", log)
+        p = Projector()
+        p.apply_all(log)
+        p.offset = size
+        snapshot.write(root / "snapshot.json", p, log_stat=snapshot.log_stat(root / "events.jsonl"))
+        state, summary = statusfast.read(str(root))
+        got = statusview.status_doc(state, NOW, None, None, None, summary)
+        full = snapshot.replay(root / "events.jsonl", root / "snapshot.json", use_snapshot=False)
+        assert got == views.status_doc(full.projector, NOW, None)
+
+
+def _stopped(tmp_path: Path) -> DataDir:
+    d = DataDir(tmp_path / "data")
+    d.manifest([{"video_id": f"v{i}", "frames": 1} for i in range(3)] + [{"video_id": "bad", "fail": "permanent"}])
+    assert d.run().returncode == 0
+    return d
+
+
+def _imports(d: DataDir, *args: str) -> tuple[Any, str]:
+    """nkoctl's result and the modules it imported (python -X importtime)."""
+    r = subprocess.run(
+        [binary("nkoctl"), "--data-dir", str(d.root), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env(COLUMNS="200", PYTHONPROFILEIMPORTTIME="1"),
+    )
+    return r, r.stderr
+
+
+def test_status_json_after_a_clean_stop_imports_neither_orjson_nor_the_state_classes(tmp_path: Path) -> None:
+    """After a clean stop `nkoctl status --json` answers from the snapshot's first line without importing
+    orjson, pathlib, dataclasses or nkod.state (~20 ms), and prints what the full path prints."""
+    d = _stopped(tmp_path)
+    r, imported = _imports(d, "status", "--json")
+    assert r.returncode == 0, r.stderr
+    for module in ("orjson", "pathlib", "dataclasses", "nkod.state", "nkod.snapshot", "typing"):
+        assert f" {module}\n" not in imported, module
+    full = d.ctl("status", "--json", "--interval", "2")
+    assert _doc(r) == _doc(full) and _doc(r)["completed"] == 3 and len(_doc(r)["failed"]) == 1
+
+
+def test_the_fast_path_leaves_what_it_does_not_vouch_for_to_the_full_path(tmp_path: Path) -> None:
+    """A request waiting, a snapshot behind the log's end, a damaged snapshot, a summary orjson must read:
+    status prints what the full path prints (and reads the snapshot with orjson then)."""
+    d = _stopped(tmp_path)
+    (d.root / "requests").mkdir(exist_ok=True)
+    (d.root / "requests" / "0001-skip.json").write_text('{"type":"skip","video_ids":["bad"]}')
+    r, imported = _imports(d, "status", "--json")
+    assert r.returncode == 0 and " orjson\n" in imported and _doc(r)["pending_requests"], r.stderr
+    assert _doc(r) == _doc(d.ctl("status", "--json", "--interval", "2"))
+    (d.root / "requests" / "0001-skip.json").unlink()
+    snap = d.root / "snapshot.json"
+    first, rest = snap.read_bytes().split(b"\n", 1)
+    body = first[24:-1].replace(b'"waiting":0', b'"waiting":18446744073709551616')  # orjson: a float
+    assert body != first[24:-1]
+    snap.write_bytes(b'{"crc":"%08x","doc":%s}\n%s' % (zlib.crc32(body), body, rest))
+    os.utime(d.log)  # (the log's stat changed: the head is read, and still the same)
+    r = d.ctl("status", "--json")
+    assert r.returncode == 0 and _doc(r) == _doc(d.ctl("status", "--json", "--interval", "2")), r.stderr
+    snap.write_bytes(b"not a snapshot\n")
+    r = d.ctl("status", "--json")
+    assert r.returncode == 0 and _doc(r)["completed"] == 3, r.stderr
