@@ -16,6 +16,7 @@ import stat
 import sys
 import time
 import zlib
+from datetime import datetime
 
 from nkod import litejson, statusview
 
@@ -23,9 +24,12 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
     from typing import Any
 
+    from nkod.statusview import StateFields
+
 SNAPSHOT_VERSION = 2  # as nkod.snapshot.SNAPSHOT_VERSION
 MAX_SNAPSHOT_BYTES = 4 << 30  # as nkod.snapshot.MAX_SNAPSHOT_BYTES
 MAX_ACTIVITY_BYTES = 64 << 20  # as CtlBase.activity
+FORMAT_VERSION = 1  # as nkod.codec.FORMAT_VERSION
 _CRC_PREFIX = b',"crc":"'  # as nkod.codec
 _TAIL_LEN = len(_CRC_PREFIX) + 8 + 2
 
@@ -156,38 +160,24 @@ def _first_line(snapshot_path: str) -> dict[str, Any]:
     return doc
 
 
-def _vouched_size(log_path: str, offset: int, head_crc: int, log_stat: dict[str, int]) -> bool:
-    """As snapshot._head_vouched: does the daemon's events.crc vouch for the log's bytes [0, offset)?"""
+def _vouch(log_path: str) -> tuple[Any, int] | None:
+    """(the log's stat, CRC-32 of its bytes) from the daemon's events.crc, as eventlog.read_vouch."""
     try:
         fd = _open(log_path[: -len(".jsonl")] + ".crc", follow_symlinks=False)
     except (OSError, Fallback):
-        return False
+        return None
     with os.fdopen(fd, "rb") as f:
         line = f.read(512).partition(b"\n")[0]
     if not line.startswith(b'{"check":"') or line[18:25] != b'","doc"':
-        return False
+        return None
     body = line[26:-1]
     try:
         if zlib.crc32(body) != int(line[10:18], 16):
-            return False
+            return None
         doc = _loads(body)
-        stat_then, crc = doc["log_stat"], int(doc["crc"], 16)
+        return doc["log_stat"], int(doc["crc"], 16)
     except (ValueError, KeyError, TypeError, Fallback):
-        return False
-    if stat_then != log_stat or not offset <= log_stat["size"]:
-        return False
-    fd = _open(log_path, follow_symlinks=True)
-    try:
-        running, at = head_crc, offset
-        while at < log_stat["size"]:
-            chunk = os.pread(fd, min(4 << 20, log_stat["size"] - at), at)
-            if not chunk:
-                return False
-            running = zlib.crc32(chunk, running)
-            at += len(chunk)
-    finally:
-        os.close(fd)
-    return running == crc
+        return None
 
 
 def _line_ending_at(fd: int, offset: int) -> dict[str, Any]:
@@ -203,40 +193,206 @@ def _line_ending_at(fd: int, offset: int) -> dict[str, Any]:
     return _decode(body[nl + 1 :])
 
 
-def read(root: str) -> tuple[SnapshotState, dict[str, Any]]:
-    """The state's fields and the summary of its videos, from the snapshot alone (it is at the log's end);
-    Fallback when this is not the case or not sure."""
-    log_path = os.path.join(root, "events.jsonl")
+def _check(raw: bytes) -> dict[str, Any]:
+    """`codec.check` of a line it accepts; Fallback for any other (the full path says what is wrong)."""
+    event = _decode(raw)
+    v, seq, ts = event.get("v"), event.get("seq"), event.get("ts")
+    if type(v) is not int or v > FORMAT_VERSION or type(seq) is not int or seq < 1 or type(ts) is not str:
+        raise Fallback("not a valid record")
     try:
-        doc = _first_line(os.path.join(root, "snapshot.json"))
+        aware = datetime.fromisoformat(ts).tzinfo is not None  # as codec._utc_time
+    except ValueError:
+        aware = False
+    if not aware or type(event.get("type")) is not str:
+        raise Fallback("not a valid record")
+    return event
+
+
+def _tail_events(tail: bytes, seq: int) -> list[dict[str, Any]]:
+    """The checked events of the log's bytes after the snapshot (as eventlog.scan_chunks); Fallback on a torn
+    or damaged tail."""
+    if not tail.endswith(b"\n"):
+        raise Fallback("a torn tail")
+    events = []
+    for raw in tail[:-1].split(b"\n"):
+        event = _check(raw)
+        if event["seq"] != seq + 1:
+            raise Fallback("a gap in seq")
+        seq = event["seq"]
+        events.append(event)
+    return events
+
+
+def read(root: str) -> tuple[StateFields, dict[str, Any]]:
+    """The state (its fields: status does not need the videos) and the summary of its videos: the snapshot's
+    first line, and the log's tail after it folded into the rows of the videos it names; Fallback when the
+    fast path does not answer."""
+    log_path, snapshot_path = os.path.join(root, "events.jsonl"), os.path.join(root, "snapshot.json")
+    try:
+        doc = _first_line(snapshot_path)
         state_doc, summary = doc["state"], doc["summary"]
         seq, offset, head = state_doc["seq"], state_doc["offset"], doc.get("head_crc")
-        if type(seq) is not int or type(offset) is not int or type(summary) is not dict:
-            raise Fallback("odd types")
+        if type(seq) is not int or type(offset) is not int or type(summary) is not dict or seq < 1:
+            raise Fallback("odd types, or an empty log")
         for key in ("failed", "skipped"):  # as views.summary_after reads them
             for entry in summary.get(key, ()):
                 entry["id"]
         fd = _open(log_path, follow_symlinks=True)
         try:
             log_stat = _stat_key(os.fstat(fd))
-            if log_stat["size"] != offset:
-                raise Fallback("a tail after the snapshot")
-            trusted = doc.get("log_stat") == log_stat or (
-                head is not None and _vouched_size(log_path, offset, int(head, 16), log_stat)
-            )
-            if not trusted:
-                raise Fallback("the head would have to be read")
-            if seq:  # as snapshot._mismatch: the line it ends on is the very event it last applied
-                at = _line_ending_at(fd, offset)
-                if at.get("seq") != seq or at.get("ts") != state_doc["last_ts"]:
-                    raise Fallback("a snapshot of another log")
-            elif offset:
-                raise Fallback("an offset without a seq")
+            size = log_stat["size"]
+            if size < offset:
+                raise Fallback("a log shorter than the snapshot")
+            tail = _pread_all(fd, size - offset, offset)
+            if doc.get("log_stat") != log_stat:  # not as the daemon left it at a clean stop: its events.crc?
+                vouch = _vouch(log_path)
+                if head is None or vouch is None or vouch[0] != log_stat or zlib.crc32(tail, int(head, 16)) != vouch[1]:
+                    raise Fallback("the head would have to be read")
+            at = _line_ending_at(fd, offset)  # as snapshot._mismatch: the very event the snapshot last applied
+            if at.get("seq") != seq or at.get("ts") != state_doc["last_ts"]:
+                raise Fallback("a snapshot of another log")
         finally:
             os.close(fd)
-        return SnapshotState(state_doc), summary
-    except (OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        if not tail:
+            return SnapshotState(state_doc), summary
+        return _fold(snapshot_path, doc, _tail_events(tail, seq), size)
+    except (OSError, KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise Fallback(str(exc)) from None
+
+
+# As snapshot._VIDEO_FIELDS (the rows' short keys; tests/test_status_fast.py checks they are the same).
+ROW_KEYS = (
+    ("s", "status"), ("f", "failures"), ("n", "starts"), ("a", "attempt"), ("q", "started_seq"),
+    ("sa", "started_at"), ("nb", "not_before"), ("e", "error"), ("ek", "error_kind"), ("fa", "failed_at"),
+    ("ca", "completed_at"), ("c", "counts"), ("i", "imported"), ("rd", "retry_delay"),
+    ("sk", "skipped"), ("sr", "skip_reason"), ("pb", "priority_boost"), ("ro", "redo"), ("eh", "entry_hash"),
+    ("rm", "removed"), ("ec", "entry_changed"),
+)  # fmt: skip
+
+
+def snapshot_rows(rest: bytes, body_crc: str, wanted: dict[str, None]) -> tuple[dict[Any, int], list[dict[str, Any]]]:
+    """A format-2 snapshot's ids (id -> place) and the rows of the `wanted` ids among them, in the snapshot's
+    order, checked as snapshot._Body does (the CRC of all the rows, their count, each row the object of its
+    id); the rows are split only from the nearer end to the farthest one wanted."""
+    if zlib.crc32(rest) != int(body_crc, 16):
+        raise Fallback("checksum mismatch in the video rows")
+    end = rest.index(b"\n")
+    ids = _loads(rest[:end])
+    data = rest[end + 1 :]
+    if type(ids) is not list or data.count(b"\n") != len(ids) or (data and not data.endswith(b"\n")):
+        raise Fallback("video rows do not match the ids")
+    index = dict(zip(ids, range(len(ids)), strict=True))  # (an unhashable id raises TypeError: the full path)
+    indices = sorted(index[vid] for vid in wanted if vid in index)
+    if not indices:
+        return index, []
+    n = len(ids)
+    if indices[-1] + 1 <= n - indices[0]:  # nearer the start: [r0, ..., r_last, the rest]
+        pieces, shift = data.split(b"\n", indices[-1] + 1), 0
+    else:  # nearer the end: [the rows before, r_first, ..., r_{n-1}, b""]
+        pieces = data.rsplit(b"\n", n - indices[0] + 1)
+        shift = len(pieces) - 1 - n
+    rows = []
+    for i in indices:
+        row = _loads(pieces[i + shift])
+        if type(row) is not dict or row.get("id") != ids[i]:
+            raise Fallback(f"video row {i} is not {ids[i]!r}")
+        rows.append(row)
+    return index, rows
+
+
+def _fold(
+    snapshot_path: str, doc: dict[str, Any], events: list[dict[str, Any]], end: int
+) -> tuple[Any, dict[str, Any]]:
+    """The snapshot's state with the tail's events folded into the rows of the videos they name (an event
+    changes only the videos it names), and the summary brought up to date (as snapshot.status_replay)."""
+    from types import MappingProxyType
+
+    from nkod import views
+    from nkod.state import Projector, Session, State, Status, Video
+
+    named = named_videos(events)
+    if named is None:
+        raise Fallback("an event names an odd id")
+    index: dict[Any, int] = {}
+    rows: list[dict[str, Any]] = []
+    if named:
+        with os.fdopen(_open(snapshot_path, follow_symlinks=False), "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            first = f.readline(size + 1)
+            rest = f.read(size - len(first) + 1)
+            if len(first) + len(rest) != size:
+                raise Fallback("the snapshot changed while it was read")
+        index, rows = snapshot_rows(rest, doc["body_crc"], named)
+    statuses = {s.value: s for s in Status}
+    videos = {}
+    for row in rows:  # as snapshot._video_from_row
+        fields = {name: row[short] for short, name in ROW_KEYS if short in row}
+        if "status" in fields:
+            fields["status"] = statuses[fields["status"]]
+        if "counts" in fields:
+            fields["counts"] = MappingProxyType(fields["counts"])
+        videos[row["id"]] = Video(video_id=row["id"], **fields)
+    s = doc["state"]
+    session = s["session"]
+    base = State(  # as snapshot.state_from_doc
+        seq=s["seq"],
+        offset=s["offset"],
+        log_id=s["log_id"],
+        created_at=s["created_at"],
+        last_ts=s["last_ts"],
+        videos=MappingProxyType(videos),
+        totals=MappingProxyType(dict(s["totals"])),
+        completed_by_nkod=s["completed_by_nkod"],
+        session=Session(
+            active_seconds=session["active_seconds"],
+            open_since=session["open_since"],
+            pid=session["pid"],
+            open_seconds=session.get("open_seconds"),
+        ),
+        manifest_problems=tuple(s["manifest_problems"]),
+        redo_order=tuple(s.get("redo", ())),
+        queue_order=tuple(s.get("queue", ())),
+        paused=s.get("paused") is True,
+        discovered=MappingProxyType({entry["video_id"]: entry for entry in s.get("discovered", ())}),
+        sources=MappingProxyType(dict(s.get("sources", {}))),
+    )
+    projector = Projector(base)
+    projector.apply_all(events)
+    projector.offset = end
+    after = {vid: projector.videos[vid] for vid in named if vid in projector.videos}
+    new = {vid: len(index) + k for k, vid in enumerate(vid for vid in projector.videos if vid not in index)}
+    summary = views.summary_after(
+        doc["summary"], base.videos, after, lambda vid: index[vid] if vid in index else new[vid]
+    )
+    return projector, summary
+
+
+def named_videos(events: list[dict[str, Any]]) -> dict[str, None] | None:
+    """The ids of the videos `events` name (in order), or None if one is not a string id."""
+    named: dict[str, None] = {}
+    for e in events:
+        vid = e.get("video_id")
+        if vid is not None:
+            if type(vid) is not str:
+                return None
+            named[vid] = None
+        ids = e.get("video_ids")
+        if ids is not None:
+            if type(ids) is not list or any(type(x) is not str for x in ids):
+                return None
+            named.update(dict.fromkeys(ids))
+        if e.get("type") == "videos_discovered":  # the ids inside its entries (the fold skips odd ones)
+            found = e.get("entries")
+            if type(found) is list:
+                named.update(
+                    dict.fromkeys(x["video_id"] for x in found if type(x) is dict and type(x.get("video_id")) is str)
+                )
+        if e.get("type") == "manifest_compared":  # its lists of ids (the fold skips what is not an id)
+            for key in ("removed", "restored", "changed", "unchanged"):
+                listed = e.get(key)
+                if type(listed) is list:
+                    named.update(dict.fromkeys(x for x in listed if type(x) is str))
+    return named
 
 
 def activity(root: str) -> dict[str, Any] | None:
@@ -291,7 +447,7 @@ def data_dir(given: str | None) -> str:
 
 def status_doc(root: str) -> dict[str, Any]:
     """What ``nkoctl status --json`` prints for data dir `root`; Fallback when the full path must answer."""
-    from datetime import UTC, datetime
+    from datetime import UTC
 
     from nkod import proclocks
 

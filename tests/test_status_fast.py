@@ -320,21 +320,39 @@ def _write_log(path: Path, log: list[dict[str, Any]]) -> int:
 
 
 @settings(max_examples=150, deadline=None)
-@given(events)
-def test_the_fast_path_document_equals_a_full_replays(log: list[dict[str, Any]]) -> None:
-    """For any log with the snapshot a clean stop leaves (at its end, with its stat), the document built
-    from the snapshot's first line alone is the very one a full replay gives."""
+@given(events, st.data())
+def test_the_fast_path_document_equals_a_full_replays(log: list[dict[str, Any]], data: st.DataObject) -> None:
+    """For any log and any snapshot point, with the log's head vouched for as the daemon leaves it (the
+    clean stop's log_stat when the snapshot is at the end, else a running daemon's events.crc), the document
+    from the snapshot's first line, plus the tail folded into the rows it names, is the one a full replay
+    gives."""
+    cut = data.draw(st.integers(1, len(log)), label="snapshot after event")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        size = _write_log(root / "events.jsonl", log)
+        log_path = root / "events.jsonl"
+        size = _write_log(log_path, log)
         p = Projector()
-        p.apply_all(log)
-        p.offset = size
-        snapshot.write(root / "snapshot.json", p, log_stat=snapshot.log_stat(root / "events.jsonl"))
+        p.apply_all(log[:cut])
+        p.offset = len(b"".join(codec.encode(e) for e in log[:cut]))
+        head = eventlog.crc_of_range(log_path, 0, p.offset)
+        stat = snapshot.log_stat(log_path)
+        assert stat is not None and head is not None
+        if p.offset == size:
+            snapshot.write(root / "snapshot.json", p, head_crc=head, log_stat=stat)
+        else:
+            snapshot.write(root / "snapshot.json", p, head_crc=head)
+            (root / "events.crc").write_bytes(eventlog.vouch_record(stat, zlib.crc32(log_path.read_bytes())))
         state, summary = statusfast.read(str(root))
         got = statusview.status_doc(state, NOW, None, None, None, summary)
-        full = snapshot.replay(root / "events.jsonl", root / "snapshot.json", use_snapshot=False)
+        full = snapshot.replay(log_path, root / "snapshot.json", use_snapshot=False)
         assert got == views.status_doc(full.projector, NOW, None)
+
+
+def test_the_fast_path_reads_snapshot_rows_as_the_snapshot_module_names_them() -> None:
+    """statusfast reads rows by the snapshot's short keys (a copy: importing nkod.snapshot costs orjson)."""
+    assert statusfast.ROW_KEYS == snapshot._VIDEO_FIELDS
+    assert statusfast.FORMAT_VERSION == codec.FORMAT_VERSION
+    assert statusfast.SNAPSHOT_VERSION == snapshot.SNAPSHOT_VERSION
 
 
 def _stopped(tmp_path: Path) -> DataDir:
@@ -389,3 +407,22 @@ def test_the_fast_path_leaves_what_it_does_not_vouch_for_to_the_full_path(tmp_pa
     snap.write_bytes(b"not a snapshot\n")
     r = d.ctl("status", "--json")
     assert r.returncode == 0 and _doc(r)["completed"] == 3, r.stderr
+
+
+def test_status_json_while_the_daemon_runs_folds_the_tail_without_orjson(tmp_path: Path) -> None:
+    """While nkod runs (its snapshot behind the log's end, its events.crc vouching for the log), and after
+    kill -9, status --json folds the tail into the rows it names without importing orjson or pathlib, and
+    prints what the full path prints."""
+    d, proc = _running_daemon(tmp_path)
+    try:
+        wait_for(lambda: not _head_read(d), what="status to trust the running daemon's record")
+        r, imported = _imports(d, "status", "--json")
+    finally:
+        kill9(proc)
+    assert r.returncode == 0, r.stderr
+    assert _doc(r)["running"] == ["hangs"] and _doc(r)["daemon_running"]
+    crashed, imported_after = _imports(d, "status", "--json")
+    for module in ("orjson", "pathlib", "nkod.snapshot", "nkod.eventlog"):
+        assert f" {module}\n" not in imported, module
+        assert f" {module}\n" not in imported_after, module
+    assert _doc(crashed) == _doc(d.ctl("status", "--json", "--interval", "2")) and _doc(crashed)["running"] == ["hangs"]
