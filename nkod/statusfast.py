@@ -471,9 +471,17 @@ def plain_status(given: str | None, as_json: bool) -> int | None:
     if as_json:
         sys.stdout.write(litejson.dumps_indent2(doc) + "\n")
     else:
-        from rich.console import Console
+        from nkod import statusbox
 
-        from nkod.render import status_panel
+        # The box as plain text where rich would print just that (not a terminal...): importing rich is ~45 ms.
+        plain = statusbox.plain_output(os.environ, sys.stdout.isatty(), sys.stdout.encoding)
+        text = statusbox.draw(doc, statusbox.console_width(os.environ)) if plain else None
+        if text is not None:
+            sys.stdout.write(text)
+        else:
+            from rich.console import Console
 
-        Console(soft_wrap=True, highlight=False).print(status_panel(doc))
+            from nkod.render import status_panel
+
+            Console(soft_wrap=True, highlight=False).print(status_panel(doc))
     return 0

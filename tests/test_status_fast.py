@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -16,9 +17,11 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.console import Console
 
-from nkod import codec, eventlog, litejson, snapshot, statusfast, statusview, views
+from nkod import codec, eventlog, litejson, snapshot, statusbox, statusfast, statusview, views
 from nkod.ctl import _plain_status
+from nkod.render import status_panel
 from nkod.state import Projector
 from tests.helpers import DataDir, binary, env, kill9, wait_for
 from tests.strategies import events
@@ -426,3 +429,189 @@ def test_status_json_while_the_daemon_runs_folds_the_tail_without_orjson(tmp_pat
         assert f" {module}\n" not in imported, module
         assert f" {module}\n" not in imported_after, module
     assert _doc(crashed) == _doc(d.ctl("status", "--json", "--interval", "2")) and _doc(crashed)["running"] == ["hangs"]
+
+
+# -- the box without rich (nkod.statusbox) ---------------------------------------------------------------
+
+_texts = st.text(alphabet=st.sampled_from("ab [/]:é—█\tN'Ko-_,.()0"), max_size=30)
+_ids = st.text(alphabet="abcXYZ019_-", min_size=1, max_size=40)
+
+
+@st.composite
+def _status_docs(draw: st.DrawFn) -> dict[str, Any]:
+    """status --json documents with every row and section the box may show, text with markup, emoji codes,
+    tabs, wide and non-ASCII characters in it, and lengths that do and do not fit the width."""
+    running = draw(st.booleans())
+    failed = draw(
+        st.lists(
+            st.fixed_dictionaries(
+                {"id": _ids, "error": _texts, "attempts": st.integers(0, 3), "timestamp": st.just("")}
+            ),
+            max_size=3,
+        )
+    )
+    done = draw(st.integers(0, 10**6))
+    executor = st.fixed_dictionaries(
+        {
+            "name": st.just("dask"),
+            "connected": st.booleans(),
+            "workers": st.integers(0, 3),
+            "slots": st.integers(0, 4),
+            "scheduler": _texts,
+            "error": _texts,
+        }
+    )
+    activity = st.fixed_dictionaries(
+        {
+            "executor": executor,
+            "running": st.dictionaries(
+                _ids,
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "stage": _texts,
+                        "percent": st.floats(0, 100),
+                        "done": st.integers(0, 9),
+                        "total": st.integers(0, 9),
+                        "where": st.fixed_dictionaries({}, optional={"worker": _texts, "host": _texts}),
+                    },
+                ),
+                max_size=2,
+            ),
+        }
+    )
+    doc = {
+        "total": done + draw(st.integers(0, 10**6)),
+        "completed": done,
+        "frames": draw(st.integers(0, 10**9)),
+        "nko_detections": draw(st.integers(0, 10**6)),
+        "nko_detection": draw(st.sampled_from(["on", "off", "partly off"])),
+        "nko_detection_off_videos": draw(st.integers(0, 9)),
+        "detector_calls": draw(st.integers(0, 10**4)),
+        "detector_cost_usd": draw(st.floats(0, 10**4)),
+        "prefilter_frames_sent": draw(st.integers(0, 9)),
+        "prefilter_frames_skipped": draw(st.integers(0, 9)),
+        "prefilter_saved_usd": draw(st.floats(0, 99)),
+        "audio_segments": draw(st.integers(0, 10**6)),
+        "failed": failed,
+        "interrupted": draw(st.lists(_ids, max_size=2)),
+        "waiting_backoff": draw(st.integers(0, 3)),
+        "elapsed_seconds": draw(st.floats(0, 10**6)),
+        "eta_seconds": draw(st.one_of(st.none(), st.just(0.0), st.floats(1, 10**6))),
+        "rate_per_hour": draw(st.floats(0, 10**4)),
+        "daemon_running": running,
+        "daemon_pid": 4242 if running else None,
+        "activity": draw(st.one_of(st.none(), activity)),
+        "running": draw(st.lists(_ids, max_size=2)),
+        "log_damaged": draw(st.one_of(st.none(), st.just("line 2: checksum mismatch"))),
+        "manifest_problems": draw(
+            st.lists(st.fixed_dictionaries({"path": _texts, "line": st.integers(1, 99), "error": _texts}), max_size=2)
+        ),
+        "paused": draw(st.booleans()),
+        "skipped": draw(st.lists(st.fixed_dictionaries({"id": _ids, "reason": _texts}), max_size=2)),
+        "removed": draw(st.lists(_ids, max_size=7)),
+        "changed_since_completed": draw(st.lists(_ids, max_size=2)),
+        "pending_requests": draw(
+            st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "type": st.sampled_from(["skip", "retry"]),
+                        "state": _texts,
+                        "video_ids": st.lists(_ids, max_size=6),
+                    }
+                ),
+                max_size=2,
+            )
+        ),
+    }
+    return doc
+
+
+def _rich_box(doc: dict[str, Any], width: int, terminal: bool = False) -> str:
+    console = Console(soft_wrap=True, highlight=False, file=io.StringIO(), width=width, force_terminal=terminal or None)
+    console.print(status_panel(doc))
+    text: str = console.file.getvalue()  # type: ignore[attr-defined]
+    return text
+
+
+@settings(max_examples=400, deadline=None)
+@given(_status_docs(), st.integers(20, 220))
+def test_the_plain_box_is_what_rich_prints_whenever_it_draws_it(doc: dict[str, Any], width: int) -> None:
+    """Wherever statusbox.draw answers (no markup or emoji code, one cell per character, fits the width), its
+    text is byte for byte what rich prints to a console of that width that is not a terminal."""
+    drawn = statusbox.draw(doc, width)
+    if drawn is not None:
+        assert drawn == _rich_box(doc, width)
+
+
+def test_the_plain_box_draws_the_common_documents() -> None:
+    """A plain document (some failed, a daemon at work) is drawn without rich at a usual width: the shortcut
+    is not one that never applies."""
+    doc = {
+        **dict.fromkeys(("frames", "nko_detections", "audio_segments", "detector_calls", "waiting_backoff"), 0),
+        "total": 10,
+        "completed": 7,
+        "failed": [{"id": "bad", "error": "permanent: no such file", "attempts": 1, "timestamp": ""}],
+        "interrupted": [],
+        "elapsed_seconds": 100.0,
+        "eta_seconds": 50.0,
+        "rate_per_hour": 2.5,
+        "daemon_running": True,
+        "daemon_pid": 99,
+        "running": ["v9"],
+        "activity": {"running": {"v9": {"stage": "frames", "percent": 40}}},
+    }
+    drawn = statusbox.draw(doc, 80)
+    assert drawn is not None and drawn == _rich_box(doc, 80) and "Processing v9 — frames 40%" in drawn
+
+
+@pytest.mark.parametrize(
+    ("environ", "isatty", "encoding"),
+    [
+        ({}, False, "utf-8"),
+        ({}, True, "utf-8"),
+        ({"FORCE_COLOR": "1"}, False, "utf-8"),
+        ({"FORCE_COLOR": ""}, True, "utf-8"),
+        ({"TTY_COMPATIBLE": "1"}, False, "utf-8"),
+        ({"TTY_COMPATIBLE": "0"}, True, "utf-8"),
+        ({"TTY_COMPATIBLE": "0", "FORCE_COLOR": "1"}, False, "utf-8"),
+        ({}, False, "ascii"),
+        ({}, False, "UTF-8"),
+    ],
+)
+def test_the_plain_box_is_used_only_where_rich_writes_no_escape_codes(
+    environ: dict[str, str], isatty: bool, encoding: str
+) -> None:
+    """statusbox draws only where rich's Console would not be a terminal (FORCE_COLOR, TTY_COMPATIBLE, a tty)
+    and would use its Unicode box characters (a UTF-8 stream)."""
+
+    class Stream(io.StringIO):
+        def isatty(self) -> bool:
+            return isatty
+
+        @property
+        def encoding(self) -> str:  # type: ignore[override]
+            return encoding
+
+    console = Console(file=Stream(), _environ=environ)
+    expected = not console.is_terminal and console.encoding.startswith("utf")
+    assert statusbox.plain_output(environ, isatty, encoding) == expected
+
+
+def test_the_box_piped_is_drawn_without_rich_as_rich_draws_it(tmp_path: Path) -> None:
+    """`nkoctl status` into a pipe draws the box without importing rich, byte for byte as the full path (rich)
+    draws it; a width too narrow for it goes to rich, which wraps it."""
+    d = _stopped(tmp_path)
+    r, imported = _imports(d, "status")
+    assert r.returncode == 0, r.stderr
+    assert " rich\n" not in imported and " rich.console\n" not in imported
+    full = d.ctl("status", "--interval", "2")
+    assert r.stdout == full.stdout and "Pipeline Status" in r.stdout and "Failed Videos:" in r.stdout
+    narrow = subprocess.run(
+        [binary("nkoctl"), "--data-dir", str(d.root), "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env(COLUMNS="30", PYTHONPROFILEIMPORTTIME="1"),
+    )
+    assert narrow.returncode == 0 and " rich.console\n" in narrow.stderr
