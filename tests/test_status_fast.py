@@ -615,3 +615,17 @@ def test_the_box_piped_is_drawn_without_rich_as_rich_draws_it(tmp_path: Path) ->
         env=env(COLUMNS="30", PYTHONPROFILEIMPORTTIME="1"),
     )
     assert narrow.returncode == 0 and " rich.console\n" in narrow.stderr
+
+
+@pytest.mark.parametrize("wanted", [[0], [6], [0, 6], [1, 2], [4, 5], [3], [2, 5], [1, 4, 5], [], [9]])
+def test_the_fast_path_finds_rows_from_either_end_as_the_snapshot_module_does(wanted: list[int]) -> None:
+    """statusfast.snapshot_rows splits the snapshot's rows only from the nearer end: each row it returns is
+    the one snapshot._Body gives for that place (an id the snapshot does not hold is left out)."""
+    rows = [{"id": f"v{i}", "s": "pending"} if i % 2 else {"id": f"v{i}"} for i in range(7)]
+    body = orjson.dumps([r["id"] for r in rows]) + b"\n" + b"".join(orjson.dumps(r) + b"\n" for r in rows)
+    index, got = statusfast.snapshot_rows(body, f"{zlib.crc32(body):08x}", dict.fromkeys(f"v{i}" for i in wanted))
+    places = [i for i in wanted if i < len(rows)]
+    assert got == snapshot._Body(body, f"{zlib.crc32(body):08x}").rows_at(sorted(places))
+    assert index == {r["id"]: i for i, r in enumerate(rows)}
+    with pytest.raises(statusfast.Fallback):
+        statusfast.snapshot_rows(body[:-1], f"{zlib.crc32(body[:-1]):08x}", {"v0": None})
