@@ -244,6 +244,19 @@ def _same(a: Any, b: Any) -> bool:
     return True
 
 
+def _has_float(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        x = stack.pop()
+        if type(x) is float:
+            return True
+        if type(x) is dict:
+            stack.extend(x.values())
+        elif type(x) is list:
+            stack.extend(x)
+    return False
+
+
 def _agrees_with_orjson(data: bytes) -> None:
     try:
         expected: tuple[str, Any] = ("read", orjson.loads(data))
@@ -313,6 +326,8 @@ def test_the_light_json_writer_writes_what_orjson_indent_2_writes(value: Any) ->
     got = litejson.dumps_indent2(value)
     assert _same(orjson.loads(got), orjson.loads(expected))
     assert got.count("\n") == expected.count("\n")
+    if not _has_float(value):  # floats aside (1e-07 where orjson writes 1e-7), the very same text
+        assert got == expected
 
 
 def _write_log(path: Path, log: list[dict[str, Any]]) -> int:
