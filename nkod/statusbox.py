@@ -1,12 +1,14 @@
-"""The status box's content (which rows, which sections: `content`), and the box drawn as plain text
-(`draw`) where rich would draw exactly that: importing rich costs ~45 ms, 4-5x a bare interpreter, more
-than ``nkoctl status`` may take (issue 13).
+"""The status box's content (which rows, which sections: `content`), and the box drawn as rich draws it
+(`draw`) without importing rich: that import costs ~45 ms, 4-5x a bare interpreter, more than ``nkoctl
+status`` may take (issue 13).
 
-`nkod.render.status_panel` builds rich's renderables from `content`, so both draw the same box. `draw` is
-used only where rich's output is plain text laid out as below: not a terminal (no colours; a pipe, a file,
-``watch``), UTF-8 output, every line within the console's width (no wrapping), and only characters of one
-cell whose markup and emoji codes rich would leave alone; anything else (and every terminal) is rich's.
-tests/test_status_fast.py checks `draw` against rich on generated documents.
+`nkod.render.status_panel` builds rich's renderables from `content`, so both draw the same box. `draw`
+imitates rich where rich's output is plain text (not a terminal: a pipe, a file, ``watch``) or text with the
+SGR codes of the box's standard colours (a terminal; they are the same in every colour system rich picks),
+on a UTF-8 stream, with every line within the console's width (no wrapping) and only characters of one cell
+whose markup and emoji codes rich would leave alone. Anything else (NO_COLOR, a dumb terminal, N'Ko or wide
+characters, a narrow console...) is rich's. tests/test_status_fast.py checks `draw` against rich, byte for
+byte, on generated documents.
 """
 
 from __future__ import annotations
@@ -195,58 +197,97 @@ def _as_markup_is_literal(text: str) -> bool:
 
 
 def console_width(environ: Mapping[str, str]) -> int:
-    """The width rich's Console (not a terminal) lays out in: $COLUMNS, else the terminal of stdin, stdout or
-    stderr, else 80 (rich.console.Console.size)."""
+    """The width rich's Console lays out in: $COLUMNS, else the terminal of stdin, stdout or stderr, else 80
+    (rich.console.Console.size; a dumb terminal, which rich gives 80, is never drawn here)."""
     columns = environ.get("COLUMNS")
-    width = None
+    if columns is not None and columns.isdigit():
+        return int(columns)
     for fd in (0, 1, 2):
         try:
-            width = os.get_terminal_size(fd).columns
+            return os.get_terminal_size(fd).columns or 80
         except (AttributeError, ValueError, OSError):
             continue
-        break
-    if columns is not None and columns.isdigit():
-        width = int(columns)
-    return width or 80
+    return 80
 
 
-def plain_output(environ: Mapping[str, str], isatty: bool, encoding: str | None) -> bool:
-    """Would rich write plain text (no terminal, so no escape codes) with its Unicode box characters?"""
-    if environ.get("TTY_COMPATIBLE", "") == "1":
-        return False
-    if environ.get("TTY_COMPATIBLE", "") != "0":
-        force = environ.get("FORCE_COLOR")
-        if force is not None and force != "":
-            return False
-        if force is None and isatty:
-            return False
-    return (encoding or "utf-8").lower().startswith("utf")
+def output_mode(environ: Mapping[str, str], isatty: bool, encoding: str | None) -> str | None:
+    """How rich's Console would write to this stream: "plain" (not a terminal: no escape codes), "ansi" (a
+    terminal: SGR codes, the standard colours the box uses look the same in every colour system), or None
+    (what `draw` does not imitate: NO_COLOR, a dumb terminal, a stream that is not UTF-8)."""
+    if not (encoding or "utf-8").lower().startswith("utf"):
+        return None  # rich draws the box with ASCII characters then
+    tty_compatible = environ.get("TTY_COMPATIBLE", "")
+    force = environ.get("FORCE_COLOR")
+    if tty_compatible in ("0", "1"):
+        terminal = tty_compatible == "1"
+    elif force is not None:
+        terminal = force != ""
+    else:
+        terminal = isatty
+    if not terminal:
+        return "plain"
+    if environ.get("NO_COLOR", "") != "" or environ.get("TERM", "").lower() in ("dumb", "unknown"):
+        return None
+    return "ansi"
 
 
-def draw(doc: dict[str, Any], width: int) -> str | None:
-    """The box and its sections as rich prints them to a console of `width` columns that is not a terminal
-    (soft wrap, no highlighting); None where rich would draw something else (see the module's doc)."""
+# The SGR codes of the styles the box uses (rich: attributes first, then the colour).
+_SGR = {
+    "": "",
+    "bold": "1",
+    "dim": "2",
+    "red": "31",
+    "green": "32",
+    "yellow": "33",
+    "blue": "34",
+    "bold red": "1;31",
+    "bold yellow": "1;33",
+    "bold dim": "1;2",
+}
+
+
+def draw(doc: dict[str, Any], width: int, ansi: bool = False) -> str | None:
+    """The box and its sections as rich prints them to a console of `width` columns (soft wrap, no
+    highlighting), not a terminal or (`ansi`) a terminal; None where rich would draw something else (see the
+    module's doc)."""
     rows, sections = content(doc)
     for label, value, style in rows:
         if not (_plain(label) and _plain(value) and _as_markup_is_literal(label)):
             return None
         if style is None and not _as_markup_is_literal(value):
             return None
+        if style is not None and style not in _SGR:
+            return None
+
+    def seg(text: str, style: str) -> str:  # one of rich's segments: its text in its style
+        code = _SGR[style] if ansi else ""
+        return f"\x1b[{code}m{text}\x1b[0m" if code and text else text
+
     left = max(len(label) for label, _, _ in rows)
     right = max(len(value) for _, value, _ in rows)
     inner = max(1 + left + 2 + right + 1, len(TITLE) + 4)  # the panel's padding, and room for its title
     if inner + 2 > width:
         return None
     span = inner - len(TITLE) - 4  # the top border's dashes around " title " (less the corners' own)
-    out = ["╭─" + "─" * (span // 2) + f" {TITLE} " + "─" * (span - span // 2) + "─╮"]
-    pad = inner - (1 + left + 2 + right + 1)
-    for label, value, _ in rows:
-        out.append(f"│ {label.ljust(left)}  {value.ljust(right)}{' ' * pad} │")
-    out.append("╰" + "─" * inner + "╯")
+    border = seg("│", "blue")
+    out = [
+        seg("╭─", "blue")
+        + seg("─" * (span // 2), "blue")
+        + seg(f" {TITLE} ", "blue")
+        + seg("─" * (span - span // 2), "blue")
+        + seg("─╮", "blue")
+    ]
+    pad = " " * (inner - (1 + left + 2 + right + 1))
+    for label, value, style in rows:
+        cell = seg(value.ljust(right), style or "")
+        out.append(f"{border} {seg(label.ljust(left), 'bold')}{seg('  ', 'bold')}{cell}{pad} {border}")
+    out.append(seg("╰" + "─" * inner + "╯", "blue"))
     for title, lines, footer in sections:
-        texts = [title, *lines, *([footer] if footer is not None else [])]
-        if any(not _plain(t) or len(t) > width for t in texts):
+        if any(not _plain(t) or len(t) > width for t in (title, *lines, footer or "")):
             return None
-        out.extend(texts)
+        out.append(seg(title, "bold"))
+        out.extend(seg(line, "bold") for line in lines)
+        if footer is not None:
+            out.append(seg(footer, "bold dim"))
         out.append("")
     return "\n".join(out) + "\n"

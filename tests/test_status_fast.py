@@ -590,15 +590,20 @@ def test_the_plain_box_draws_the_common_documents() -> None:
         ({"TTY_COMPATIBLE": "1"}, False, "utf-8"),
         ({"TTY_COMPATIBLE": "0"}, True, "utf-8"),
         ({"TTY_COMPATIBLE": "0", "FORCE_COLOR": "1"}, False, "utf-8"),
+        ({"NO_COLOR": "1"}, True, "utf-8"),
+        ({"NO_COLOR": "1"}, False, "utf-8"),
+        ({"TERM": "dumb"}, True, "utf-8"),
+        ({"TERM": "xterm-256color", "COLORTERM": "truecolor"}, True, "utf-8"),
         ({}, False, "ascii"),
+        ({}, True, "ascii"),
         ({}, False, "UTF-8"),
     ],
 )
-def test_the_plain_box_is_used_only_where_rich_writes_no_escape_codes(
+def test_the_box_is_drawn_without_rich_only_where_rich_writes_what_it_imitates(
     environ: dict[str, str], isatty: bool, encoding: str
 ) -> None:
-    """statusbox draws only where rich's Console would not be a terminal (FORCE_COLOR, TTY_COMPATIBLE, a tty)
-    and would use its Unicode box characters (a UTF-8 stream)."""
+    """statusbox imitates rich's plain text where rich's Console is not a terminal, and its SGR codes where it
+    is one with colours (not NO_COLOR, not a dumb terminal); always with the Unicode box (a UTF-8 stream)."""
 
     class Stream(io.StringIO):
         def isatty(self) -> bool:
@@ -609,8 +614,34 @@ def test_the_plain_box_is_used_only_where_rich_writes_no_escape_codes(
             return encoding
 
     console = Console(file=Stream(), _environ=environ)
-    expected = not console.is_terminal and console.encoding.startswith("utf")
-    assert statusbox.plain_output(environ, isatty, encoding) == expected
+    if not console.encoding.startswith("utf"):
+        expected = None
+    elif not console.is_terminal:
+        expected = "plain"
+    else:
+        expected = "ansi" if console.color_system is not None and not console.no_color else None
+    assert statusbox.output_mode(environ, isatty, encoding) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(_status_docs(), st.integers(20, 220), st.sampled_from(["standard", "256", "truecolor"]))
+def test_the_box_for_a_terminal_is_what_rich_prints_whenever_it_draws_it(
+    doc: dict[str, Any], width: int, colors: str
+) -> None:
+    """At a terminal, wherever statusbox.draw answers, its text (SGR codes and all) is byte for byte what rich
+    prints in any of its colour systems."""
+    drawn = statusbox.draw(doc, width, ansi=True)
+    if drawn is not None:
+        console = Console(
+            soft_wrap=True,
+            highlight=False,
+            file=io.StringIO(),
+            width=width,
+            force_terminal=True,
+            color_system=colors,  # type: ignore[arg-type]
+        )
+        console.print(status_panel(doc))
+        assert drawn == console.file.getvalue()  # type: ignore[attr-defined]
 
 
 def test_the_box_piped_is_drawn_without_rich_as_rich_draws_it(tmp_path: Path) -> None:
@@ -644,3 +675,45 @@ def test_the_fast_path_finds_rows_from_either_end_as_the_snapshot_module_does(wa
     assert index == {r["id"]: i for i, r in enumerate(rows)}
     with pytest.raises(statusfast.Fallback):
         statusfast.snapshot_rows(body[:-1], f"{zlib.crc32(body[:-1]):08x}", {"v0": None})
+
+
+def _in_terminal(d: DataDir, *args: str) -> tuple[int, bytes, str]:
+    """nkoctl run with its stdout a terminal (a pty): (exit code, what it wrote there, its stderr)."""
+    import pty
+
+    main, sub = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [binary("nkoctl"), "--data-dir", str(d.root), *args],
+            stdout=sub,
+            stderr=subprocess.PIPE,
+            env=env(COLUMNS="120", PYTHONPROFILEIMPORTTIME="1", TERM="xterm-256color"),
+        )
+        os.close(sub)
+        sub = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # EIO: the terminal's other end closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        os.close(main)
+        if sub >= 0:
+            os.close(sub)
+    return proc.returncode, b"".join(chunks), stderr.decode()
+
+
+def test_the_box_at_a_terminal_is_drawn_without_rich_with_rich_colours(tmp_path: Path) -> None:
+    """`nkoctl status` at a terminal draws the box with rich's colour codes, byte for byte as the full path
+    (rich) draws it there, without importing rich."""
+    d = _stopped(tmp_path)
+    code, fast, imported = _in_terminal(d, "status")
+    assert code == 0, imported
+    assert " rich\n" not in imported and " rich.console\n" not in imported
+    full_code, full, _ = _in_terminal(d, "status", "--interval", "2")
+    assert full_code == 0 and fast == full and b"\x1b[34m" in fast and b"Failed Videos:" in fast
