@@ -403,7 +403,8 @@ class Bench:
                 "nkod / bare",
                 "≤ 6× a bare interpreter",
                 med["box"] <= 6 * bare,
-                f"{common}; the box on 1k events {_fmt_s(med['box-1k'])} (rich is most of the difference to --json)",
+                f"{common}; the box on 1k events {_fmt_s(med['box-1k'])}; drawn without importing rich"
+                " (nkod.statusbox, byte for byte as rich draws it)",
             )
         )
 
