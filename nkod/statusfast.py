@@ -1,12 +1,14 @@
-"""``nkoctl status [--json]``'s fast path: the document from the snapshot's first line, without importing
-orjson, pathlib, dataclasses or the state's classes (~20 ms of a ~40 ms call).
+"""``nkoctl status [--json]``'s fast path, without importing orjson, pathlib or nkod.snapshot, and after a
+clean stop not dataclasses nor the state's classes either: the document from the snapshot's first line
+(its summary) and, while the daemon runs or after a crash, the log's tail folded into the rows of the
+videos it names.
 
 It answers only the common case, exactly as the full path (`nkod.ctl.status`) would: a format-2 snapshot
-whose checksum holds, at the end of a log the daemon that wrote it left unchanged (``log_stat``) or that
-its ``events.crc`` vouches for, no torn tail, no request waiting in ``requests/``. Anything else, and
+whose checksum holds, a log the daemon that wrote it left unchanged (``log_stat``) or that its
+``events.crc`` vouches for, no torn or damaged tail, no request waiting in ``requests/``. Anything else, and
 anything it is not sure of (`Fallback`), goes to the full path, which says what is wrong. JSON is read by
-`nkod.litejson` (orjson's answer, or orjson is asked) and the checks are those of ``snapshot.load`` and
-``codec.decode``, so both paths print the same document.
+`nkod.litejson` (orjson's answer, or orjson is asked) and the checks are those of ``snapshot.load``,
+``snapshot.status_replay`` and ``codec.check``, so both paths print the same document.
 """
 
 from __future__ import annotations

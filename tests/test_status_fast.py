@@ -371,6 +371,7 @@ def test_the_fast_path_reads_snapshot_rows_as_the_snapshot_module_names_them() -
     assert statusfast.ROW_KEYS == snapshot._VIDEO_FIELDS
     assert statusfast.FORMAT_VERSION == codec.FORMAT_VERSION
     assert statusfast.SNAPSHOT_VERSION == snapshot.SNAPSHOT_VERSION
+    assert statusfast.MAX_SNAPSHOT_BYTES == snapshot.MAX_SNAPSHOT_BYTES
 
 
 def _stopped(tmp_path: Path) -> DataDir:
