@@ -65,6 +65,7 @@ from nkod.notify import Notifier  # noqa: E402
 BIN = Path(sys.executable).parent
 PROCESSOR = "tests.processors:process"  # a trivial processor: these benchmarks measure the engine
 TAIL = DaemonConfig().snapshot_every // 2  # the average tail behind the daemon's latest snapshot
+PROC_LOCKS_GAP = 0.05  # row 3: the pause before each timed run (see Bench.status)
 
 
 @dataclass
@@ -345,11 +346,17 @@ class Bench:
         walls: dict[str, list[float]] = {k: [] for k in argv}
         for _ in range(runs):  # alternate, so load on a shared box hits all alike
             for k, cmd in argv.items():
+                # Each run starts as a monitoring script's periodic call does: the first read of /proc/locks
+                # (who holds the lock) waits for an RCU grace period (10-20 ms here) unless another read came
+                # within the last few tens of ms. Back to back, a command's cost depended on the one before it
+                # (the 1k case paid it after the bare run; the 1M case after it did not).
+                time.sleep(PROC_LOCKS_GAP)
                 walls[k] += _walls(cmd, 1)
         med = {k: statistics.median(v) for k, v in walls.items()}
         bare = med["bare"]
         common = (
-            f"median of {runs} alternated runs; bare `python -c pass` {_fmt_s(bare)}, "
+            f"median of {runs} alternated runs, each {PROC_LOCKS_GAP * 1000:.0f} ms after the previous (so none"
+            f" shares another's /proc/locks read); bare `python -c pass` {_fmt_s(bare)}, "
             f"`import nkod` {_fmt_s(med['import'])}; nkod's modules byte-compiled, as installed"
         )
         for key, label in (
@@ -396,7 +403,8 @@ class Bench:
                 "nkod / bare",
                 "≤ 6× a bare interpreter",
                 med["box"] <= 6 * bare,
-                f"{common}; the box on 1k events {_fmt_s(med['box-1k'])} (rich is most of the difference to --json)",
+                f"{common}; the box on 1k events {_fmt_s(med['box-1k'])}; drawn without importing rich"
+                " (nkod.statusbox, byte for byte as rich draws it)",
             )
         )
 

@@ -12,23 +12,18 @@ starting daemon.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 from pathlib import Path
 
 from nkod import proclocks
 from nkod.errors import LockHeldError
-from nkod.fsutil import owner_for, read_regular
+from nkod.fsutil import owner_for
 from nkod.paths import Paths
 
 
 def _pid_in_file(path: Path) -> int | None:
-    try:
-        text = read_regular(path, 64).decode().strip()  # a FIFO put there must not hang nkoctl status
-    except (OSError, UnicodeDecodeError):
-        return None
-    return int(text) if text.isdigit() else None
+    return proclocks.pid_in_file(str(path))
 
 
 def _lock_file(path: Path) -> int:
@@ -132,33 +127,4 @@ def holder_pid(root: Path, *, _dir: bool = True) -> int | None:
     the one stat() reports, so a line whose inode matches also counts when its PID is the one the holder
     wrote into ``nkod.lock``.
     """
-    lock_file = Paths(root).lock
-    targets: list[os.stat_result] = []
-    for path, wanted in ((root, _dir), (lock_file, True)):
-        if wanted:
-            with contextlib.suppress(OSError):
-                targets.append(os.stat(path))
-    if not targets:
-        return None
-    try:
-        locks = proclocks.read()
-    except OSError:
-        return None
-    written = _pid_in_file(lock_file)
-    found: dict[int, int] = {}  # index in targets -> pid: the directory's holder wins
-    for line in locks.splitlines():
-        parts = line.split()
-        # "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF" (blocked waiters have a "->" field)
-        if "->" in parts or len(parts) < 6 or parts[1] != "FLOCK":
-            continue
-        maj, _, rest = parts[5].partition(":")
-        mnr, _, ino = rest.partition(":")
-        with contextlib.suppress(ValueError):
-            for i, st in enumerate(targets):
-                if int(ino) != st.st_ino:
-                    continue
-                pid = int(parts[4])
-                same_dev = (int(maj, 16), int(mnr, 16)) == (os.major(st.st_dev), os.minor(st.st_dev))
-                if same_dev or pid == written:
-                    found.setdefault(i, pid)
-    return found[min(found)] if found else None
+    return proclocks.holder_pid(str(root), str(Paths(root).lock), _dir)

@@ -36,6 +36,7 @@ import orjson
 from nkod import eventlog, gcpause, headcrc, views
 from nkod.fsutil import atomic_write, open_regular, read_regular
 from nkod.state import Projector, Session, State, Status, Video, video_from_fields
+from nkod.statusfast import named_videos as _named_videos  # (shared with status's fast path)
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (nkoctl status: ~2 ms)
 if TYPE_CHECKING:
@@ -582,34 +583,6 @@ class StatusReplay:
     summary: dict[str, Any]  # views.summary of the whole state's videos
     scan: eventlog.ScanResult
     head_read: bool = True  # the head the snapshot covers was read to check its CRC (no stat vouched for it)
-
-
-def _named_videos(events: list[dict[str, Any]]) -> dict[str, None] | None:
-    """The ids of the videos `events` name (in order), or None if one is not a string id."""
-    named: dict[str, None] = {}
-    for e in events:
-        vid = e.get("video_id")
-        if vid is not None:
-            if type(vid) is not str:
-                return None
-            named[vid] = None
-        ids = e.get("video_ids")
-        if ids is not None:
-            if type(ids) is not list or any(type(x) is not str for x in ids):
-                return None
-            named.update(dict.fromkeys(ids))
-        if e.get("type") == "videos_discovered":  # the ids inside its entries (the fold skips odd ones)
-            found = e.get("entries")
-            if type(found) is list:
-                named.update(
-                    dict.fromkeys(x["video_id"] for x in found if type(x) is dict and type(x.get("video_id")) is str)
-                )
-        if e.get("type") == "manifest_compared":  # its lists of ids (the fold skips what is not an id)
-            for key in ("removed", "restored", "changed", "unchanged"):
-                listed = e.get(key)
-                if type(listed) is list:
-                    named.update(dict.fromkeys(x for x in listed if type(x) is str))
-    return named
 
 
 def status_replay(data_log: Path, snapshot_path: Path) -> StatusReplay | None:

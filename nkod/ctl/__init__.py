@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         from nkod import proclocks
 
         proclocks.prefetch()  # its wait overlaps the imports below
+        from nkod import statusfast
+
+        code = statusfast.plain_status(*plain)  # the snapshot's first line answers the common case
+        if code is not None:
+            return code
         from nkod.ctl.status import plain_status
 
         return plain_status(*plain)

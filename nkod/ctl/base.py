@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -52,19 +51,10 @@ class CtlError(Exception):
 
 def resolve_data_dir(given: Path | None) -> Path:
     """--data-dir, $NKOD_DATA_DIR, $STATE_DIRECTORY, ./data if it exists, the system service's
-    /var/lib/nkod if it exists, else ./data."""
-    if given is not None:
-        return given
-    for var in ("NKOD_DATA_DIR", "STATE_DIRECTORY"):
-        value = os.environ.get(var)
-        if value:
-            return Path(value.split(":")[0])
-    local = Path("data")
-    if local.is_dir():
-        return local
-    if SYSTEM_DATA_DIR.is_dir():
-        return SYSTEM_DATA_DIR
-    return local
+    /var/lib/nkod if it exists, else ./data (`nkod.statusfast.data_dir`)."""
+    from nkod.statusfast import data_dir
+
+    return Path(data_dir(None if given is None else str(given)))
 
 
 class CtlBase:
