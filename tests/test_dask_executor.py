@@ -209,7 +209,9 @@ def test_a_video_that_ends_while_the_daemon_is_down_is_collected_not_redone(
     d = dask_data(tmp_path, own_cluster, workers=1)
     d.manifest([{"video_id": "v01", "sleep": 2}, {"video_id": "v02", "sleep": 0.2}])
     proc = d.start()
-    wait_for(lambda: has_started(d, "v01"), timeout=60, what="v01 to start")
+    # Killed once the task runs on the worker (where.json): killed between its video_started and its
+    # submission, the attempt would never run, and rightly be an orphan recorded interrupted.
+    wait_for(lambda: (staged_attempt(d, "v01") or Path("/x")).joinpath("where.json").exists(), timeout=60)
     kill9(proc)
     wait_for(
         lambda: (staged_attempt(d, "v01") or Path("/nonexistent")).joinpath("done.json").exists(),
