@@ -21,7 +21,6 @@ import math
 import re
 from collections import namedtuple
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from itertools import compress, repeat
@@ -182,9 +181,10 @@ def _freeze(d: _Draft) -> Video:
     return video
 
 
-@dataclass(frozen=True, slots=True)
-class Session:
-    """Daemon run-time bookkeeping, for elapsed time and rate."""
+class Session(_NamedTuple):
+    """Daemon run-time bookkeeping, for elapsed time and rate. (Like State, a named tuple rather than a
+    dataclass: nkoctl status's fold of a running daemon's tail imports this module, and dataclasses with
+    inspect, ast and dis cost it ~6 ms.)"""
 
     active_seconds: float = 0.0  # closed daemon sessions
     open_since: str | None = None  # ts of the daemon_started not yet closed
@@ -194,15 +194,19 @@ class Session:
     open_seconds: float | None = None
 
 
-@dataclass(frozen=True)
-class State:
+_EMPTY: Mapping[str, Any] = MappingProxyType({})  # (immutable: one default shared by every State)
+
+
+class State(_NamedTuple):
+    """The fold's result: what the log says, at `seq`. Immutable (a named tuple; see Session)."""
+
     seq: int = 0
     offset: int = 0  # not part of the meaning: where in the log `seq` ends (set by the reader)
     log_id: str | None = None
     created_at: str | None = None
     last_ts: str | None = None
-    videos: Mapping[str, Video] = field(default_factory=lambda: MappingProxyType({}))
-    totals: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    videos: Mapping[str, Video] = _EMPTY
+    totals: Mapping[str, float] = _EMPTY
     completed_by_nkod: int = 0  # completions in this log not from import (for the rate)
     session: Session = Session()
     manifest_problems: tuple[Mapping[str, Any], ...] = ()
@@ -214,9 +218,9 @@ class State:
     # Videos found by `nkoctl add` and [[sources]] (videos_discovered): video_id → its entry (video_id, url,
     # title, priority, site, site_id, source); the first entry for an id wins. A manifest line of the same id
     # wins over it when the daemon runs (decide.available_entries).
-    discovered: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+    discovered: Mapping[str, Mapping[str, Any]] = _EMPTY
     # Each source's last refresh: name → {url, last_refresh, count, new, total, last_error, last_error_at, adhoc}.
-    sources: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+    sources: Mapping[str, Mapping[str, Any]] = _EMPTY
 
 
 def format_ts(dt: datetime) -> str:

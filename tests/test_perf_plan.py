@@ -71,7 +71,7 @@ def test_projector_indexes_built_from_a_state_equal_a_scan_of_its_videos(
     s = fold(log)
     ids = [*s.videos, "unknown"]
     order = st.lists(st.sampled_from(ids), max_size=len(ids) + 2)
-    s = State(**{**s.__dict__, "redo_order": tuple(data.draw(order)), "queue_order": tuple(data.draw(order))})
+    s = s._replace(redo_order=tuple(data.draw(order)), queue_order=tuple(data.draw(order)))
     p = Projector(s)
     assert (list(p.redo), list(p.queue), p.status_counts, list(p.boosted)) == _indexes_the_obvious_way(s)
 

@@ -216,7 +216,7 @@ def test_projector_indexes_from_orders_in_the_videos_own_order_equal_a_scan_of_i
     built without a lookup per id) gives the same indexes as the obvious per-video scan."""
     s = fold(log)
     own = {status: tuple(vid for vid, v in s.videos.items() if v.status is status) for status in Status}
-    s = State(**{**s.__dict__, "redo_order": own[Status.INTERRUPTED], "queue_order": own[Status.PENDING]})
+    s = s._replace(redo_order=own[Status.INTERRUPTED], queue_order=own[Status.PENDING])
     p = Projector(s)
     boosted = sorted((v for v in s.videos.values() if v.priority_boost), key=lambda v: v.priority_boost)
     counts = {status: sum(v.status is status for v in s.videos.values()) for status in Status}
@@ -266,7 +266,7 @@ def test_plan_rows_made_in_passes_equal_the_rows_made_one_by_one(
     videos = dict(s.videos)
     for vid in data.draw(st.lists(st.sampled_from(sorted(videos)), unique=True)) if videos else []:  # backoffs
         videos[vid] = replace(videos[vid], not_before="2026-01-01T00:01:00.000000Z", retry_delay=60.0, failures=1)
-    p = Projector(State(**{**s.__dict__, "videos": MappingProxyType(videos)}))
+    p = Projector(s._replace(videos=MappingProxyType(videos)))
     chosen = data.draw(st.lists(st.sampled_from(sorted(p.videos)), unique=True)) if p.videos else []
     entries: dict[str, Any] = {}
     for vid in chosen:
