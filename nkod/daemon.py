@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from nkod import __version__, decide, eventlog, lock, manifest, snapshot, sources, spool, steering, views
+from nkod import __version__, decide, eventlog, gcpause, lock, manifest, snapshot, sources, spool, steering, views
 from nkod.config import Config, load_config
 from nkod.decide import Committed, Draft, Outcome, RetryPolicy
 from nkod.errors import ConfigError, LockHeldError, LogError, StorageError
@@ -332,7 +332,8 @@ class Daemon:
         if not self._start_metrics():
             return EXIT_USAGE
         try:
-            replay = snapshot.replay(self.paths.log, self.paths.snapshot)
+            with gcpause.paused(freeze=True):  # the state and the modules live as long as the daemon
+                replay = snapshot.replay(self.paths.log, self.paths.snapshot)
         except LogError as exc:
             self.log.error("log_unreadable", error=str(exc))
             return EXIT_LOG

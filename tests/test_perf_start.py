@@ -3,6 +3,7 @@ older snapshots still read, and after a crash the log's head read for its CRC fr
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import sys
@@ -18,7 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nkod import decide, eventlog, headcrc, snapshot, steering, views
+from nkod import decide, eventlog, gcpause, headcrc, snapshot, steering, views
 from nkod.daemon import EXIT_LOG
 from nkod.decide import PlanRow
 from nkod.state import Projector, State, Status, Video, fold, format_ts, parse_ts, replace
@@ -158,6 +159,22 @@ def test_the_early_read_is_not_held_back_by_a_busy_main_thread(tmp_path: Path) -
     # ~15 ms here with the short interval, 125-265 ms at 5 ms a turn (under 60 ms: not held back)
     assert elapsed < 0.06, f"{elapsed * 1000:.0f} ms for {steps} steps of {headcrc.STEP >> 20} MiB"
     assert sys.getswitchinterval() == before
+
+
+def test_a_freezing_pause_leaves_the_objects_made_in_it_to_no_collection() -> None:
+    """gcpause.paused(freeze=True), around the daemon's replay at its start: what was made in the block is
+    in the collector's permanent generation when it is back on, and no collection runs as it ends (after an ordinary
+    pause the first allocation collects all of it: ~1.6 ms for 10k videos, before READY=1)."""
+    gc.collect()
+    collections = [g["collections"] for g in gc.get_stats()]
+    try:
+        with gcpause.paused(freeze=True):
+            kept = [[i] for i in range(50_000)]
+        collections_after = [g["collections"] for g in gc.get_stats()]
+        frozen = gc.get_freeze_count()
+    finally:
+        gc.unfreeze()
+    assert collections_after == collections and frozen > len(kept)
 
 
 def test_an_early_read_of_a_log_that_changed_since_is_not_taken(tmp_path: Path) -> None:
