@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from nkod import __version__, decide, eventlog, lock, manifest, snapshot, sources, spool, steering, views
+from nkod import __version__, decide, eventlog, gcpause, lock, manifest, snapshot, sources, spool, steering, views
 from nkod.config import Config, load_config
 from nkod.decide import Committed, Draft, Outcome, RetryPolicy
 from nkod.errors import ConfigError, LockHeldError, LogError, StorageError
@@ -332,7 +332,8 @@ class Daemon:
         if not self._start_metrics():
             return EXIT_USAGE
         try:
-            replay = snapshot.replay(self.paths.log, self.paths.snapshot)
+            with gcpause.paused(freeze=True):  # the state and the modules live as long as the daemon
+                replay = snapshot.replay(self.paths.log, self.paths.snapshot)
         except LogError as exc:
             self.log.error("log_unreadable", error=str(exc))
             return EXIT_LOG
@@ -408,9 +409,11 @@ class Daemon:
                         }
                     ]
                 )
-            committed = self._committed_for_running()
-            self._reattach(committed)
-            self.append(decide.recover(self.projector, committed, still_running=self.jobs.keys()))
+            running = self._running_videos()
+            committed = self._committed_for_running(running)
+            self._reattach(committed, running)
+            if running:  # else recover has nothing to settle (and would pass over every video to see it)
+                self.append(decide.recover(self.projector, committed, still_running=self.jobs.keys()))
             self._clean_work()
         except StorageError as exc:
             return self._storage_exit(exc)
@@ -511,9 +514,10 @@ class Daemon:
         self.log.info("dask_connected", **executor.describe())
         return None
 
-    def _reattach(self, committed: Mapping[str, Committed]) -> None:
-        """Videos the log says are running whose attempt the executor still runs (a cluster outlives the
-        daemon) or finished while we were down: they are collected as usual, not recorded interrupted."""
+    def _reattach(self, committed: Mapping[str, Committed], running: Mapping[str, Video]) -> None:
+        """Videos the log says are running (`running`) whose attempt the executor still runs (a cluster
+        outlives the daemon) or finished while we were down: they are collected as usual, not recorded
+        interrupted."""
         now = self.clock()
         timeout = self.config.daemon.video_timeout
         candidates = [
@@ -525,19 +529,26 @@ class Daemon:
                 started=now,
                 deadline=now + timeout if timeout else None,
             )
-            for vid, v in self.projector.videos.items()
-            if v.status is Status.RUNNING and not (vid in committed and committed[vid].started_seq == v.started_seq)
+            for vid, v in running.items()
+            if not (vid in committed and committed[vid].started_seq == v.started_seq)
         ]
         for job in self.executor.reattach(candidates):
             self.jobs[job.video_id] = job
 
-    def _committed_for_running(self) -> dict[str, Committed]:
+    def _running_videos(self) -> dict[str, Video]:
+        """The videos the log says are running, by id. The pass over every video is made only when the
+        status counts say there are some: after a clean stop there are none, and each of the three passes
+        start-up made before READY=1 cost ~0.9 ms per 10k videos."""
+        if not self.projector.status_counts[Status.RUNNING]:
+            return {}
+        return {vid: v for vid, v in self.projector.videos.items() if v.status is Status.RUNNING}
+
+    def _committed_for_running(self, running: Mapping[str, Video]) -> dict[str, Committed]:
         found: dict[str, Committed] = {}
-        for vid, v in self.projector.videos.items():
-            if v.status is Status.RUNNING:
-                c = read_committed(self.paths.output / vid)
-                if c is not None:
-                    found[vid] = c
+        for vid in running:
+            c = read_committed(self.paths.output / vid)
+            if c is not None:
+                found[vid] = c
         return found
 
     def _clean_work(self) -> None:
