@@ -1051,6 +1051,7 @@ class Daemon:
             loaded.entries = self.manifest.entries
         self.manifest = loaded
         added = self._manifest_reader.added if loaded.readable else []
+        self._manifest_reader.added = []  # (a million ids after a first read: not kept while idle)
         new = [vid for vid in added if vid not in self.projector.videos]
         drafts: list[Draft] = []
         if new:

@@ -358,7 +358,7 @@ _DICT, _STR, _INT = {dict}, {str}, {int}
 def load(path: Path) -> Manifest:
     """Read and parse the manifest; a missing or unreadable file is an empty manifest with one problem.
 
-    Only a regular file (or a symlink to one) is read, one bounded line at a time: a FIFO or a device is
+    Only a regular file (or a symlink to one) is read, a bounded block at a time: a FIFO or a device is
     refused at once instead of blocking or filling memory."""
     try:
         with open_regular(path) as source:  # refuses a FIFO or a device at once
