@@ -16,7 +16,7 @@ from array import array
 from collections.abc import Iterator, KeysView, Mapping
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from operator import is_not
+from operator import and_, is_, is_not
 from pathlib import Path
 
 import orjson
@@ -320,8 +320,8 @@ def _take_lines(manifest: Manifest, lines: list[bytes], number: int, added: list
 
 def _take_common(entries: Entries, lines: list[bytes], number: int, added: list[str] | None) -> bool:
     """Add `lines` (numbers number+1, ...) if every one is a common line (`_problem_of` would take it: a
-    JSON object, a safe string id not seen before, a non-empty string path, no URL, an integer priority
-    or none), with no call per line; False (nothing added) otherwise. Most of parsing a million-line
+    JSON object, a safe string id not seen before, a non-empty string path or an http(s) URL or both, an
+    integer priority or none), with no call per line; False (nothing added) otherwise. Most of parsing a million-line
     manifest was the calls per line."""
     if not lines or max(map(len, lines)) > MAX_LINE_BYTES:
         return False
@@ -335,10 +335,17 @@ def _take_common(entries: Entries, lines: list[bytes], number: int, added: list[
     if set(map(type, ids)) != _STR or not all(map(_ID_OK, ids)):
         return False
     paths = list(map(dict.get, objs, repeat("path")))
-    if set(map(type, paths)) != _STR or not all(paths):
-        return False
-    if any(map(is_not, map(dict.get, objs, repeat("url")), repeat(None))):
-        return False
+    urls: list[Any] = list(map(dict.get, objs, repeat("url")))
+    if set(map(type, urls)) == _NONE:  # the most common: a path each
+        if set(map(type, paths)) != _STR or not all(paths):
+            return False
+    else:  # a path or an http(s) URL each, or both
+        if not set(map(type, paths)) <= _STR_OR_NONE or "" in paths or not set(map(type, urls)) <= _STR_OR_NONE:
+            return False
+        if any(map(and_, map(is_, paths, repeat(None)), map(is_, urls, repeat(None)))):
+            return False  # neither
+        if not all(map(_HTTP_URL.match, compress(urls, map(is_not, urls, repeat(None))))):
+            return False
     priorities = list(map(dict.get, objs, repeat("priority"), repeat(0)))
     if set(map(type, priorities)) != _INT:
         return False
@@ -352,7 +359,7 @@ def _take_common(entries: Entries, lines: list[bytes], number: int, added: list[
 
 _BLOCK = 1 << 20  # how much of the file is read at once (a few times this is held at a time)
 _BATCH = 1024  # lines checked together: a bad one sends only its batch through the line-at-a-time checks
-_DICT, _STR, _INT = {dict}, {str}, {int}
+_DICT, _STR, _INT, _NONE, _STR_OR_NONE = {dict}, {str}, {int}, {type(None)}, {str, type(None)}
 
 
 def load(path: Path) -> Manifest:

@@ -62,6 +62,14 @@ _manifest_line = st.one_of(
     _common,
     st.builds(lambda i: b'{"video_id": "u%d", "url": "https://e.org/%d"}\n' % (i, i), st.integers(0, 5)),
     st.builds(lambda i: b'{"video_id": "u%d", "path": "p", "url": "ftp://x"}\n' % i, st.integers(0, 5)),
+    st.builds(lambda i: b'{"video_id": "w%d", "path": "p.mp4", "url": "HTTP://e.org"}\n' % i, st.integers(0, 5)),
+    st.builds(lambda i: b'{"video_id": "w%d", "path": null, "url": "http://e.org"}\n' % i, st.integers(0, 5)),
+    st.builds(
+        lambda i, u: b'{"video_id": "w%d", "url": %s}\n' % (i, u),
+        st.integers(0, 5),
+        st.sampled_from([b'""', b"5", b"null"]),
+    ),
+    st.builds(lambda i: b'{"video_id": "w%d", "path": "", "url": "https://e.org"}\n' % i, st.integers(0, 5)),
     st.builds(lambda n: b'{"video_id": "long", "path": "%s"}\n' % (b"y" * n), st.integers(0, 60)),
     st.builds(lambda n: b"z" * n + b"\r" * (n % 3) + b"\n", st.integers(30, 120)),  # near and over the limit
     st.just(b"not json\n"),
@@ -150,10 +158,10 @@ def test_the_reader_adds_common_lines_without_a_call_per_line(tmp_path: Path, mo
     reader = manifest.Reader(path)
     assert len(reader.read().entries) == 10_000 and len(reader.added) == 10_000
     with open(path, "ab") as f:
-        f.write(b'{"video_id": "w", "path": "y.mp4"}\n')
+        f.write(b'{"video_id": "w", "path": "y.mp4"}\n{"video_id": "u", "url": "https://e.org/u"}\n')
     m = reader.read()
-    assert reader.added == ["w"] and m.lines["w"] == 10_001 and m.entries.priorities["v5"] == 2
+    assert reader.added == ["w", "u"] and m.lines["u"] == 10_002 and m.entries.priorities["v5"] == 2
     assert one_at_a_time == []
     with open(path, "ab") as f:
         f.write(b'{"video_id": "v7"}\n')
-    assert [p.line for p in reader.read().problems] == one_at_a_time == [10_002]
+    assert [p.line for p in reader.read().problems] == one_at_a_time == [10_003]
