@@ -16,7 +16,7 @@ from array import array
 from collections.abc import Iterator, KeysView, Mapping
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from operator import and_, is_, is_not
+from operator import and_, indexOf, is_, is_not
 from pathlib import Path
 
 import orjson
@@ -75,7 +75,8 @@ class Entries(Mapping[str, dict[str, "Any"]]):  # (a string: typing is not impor
         # needs them for every entry, and parsing a million lines again per change would cost seconds.
         self.priorities: dict[str, int] = {}
         self._numbers = array("L")  # the line number of each entry, in file order
-        self._positions: dict[str, int] | None = None  # id → index in _numbers, built on first use
+        self._positions: dict[str, int] | None = None  # id → index in _numbers, built when often needed
+        self._searches = 0
 
     def __getitem__(self, vid: str) -> dict[str, Any]:
         obj: dict[str, Any] = orjson.loads(self._raw[vid])
@@ -100,6 +101,11 @@ class Entries(Mapping[str, dict[str, "Any"]]):  # (a string: typing is not impor
         """The number of the line `vid` was read from (KeyError if none)."""
         positions = self._positions
         if positions is None:
+            if vid not in self._raw:
+                raise KeyError(vid)
+            self._searches += 1
+            if self._searches <= _SEARCHES:  # a few duplicates: a scan (C), not an index of a million ids
+                return self._numbers[indexOf(self._raw, vid)]
             positions = self._positions = dict(zip(self._raw, range(len(self._raw)), strict=True))
         return self._numbers[positions[vid]]
 
@@ -357,6 +363,7 @@ def _take_common(entries: Entries, lines: list[bytes], number: int, added: list[
     return True
 
 
+_SEARCHES = 8  # lines found by a scan before an index of the positions is built
 _BLOCK = 1 << 20  # how much of the file is read at once (a few times this is held at a time)
 _BATCH = 1024  # lines checked together: a bad one sends only its batch through the line-at-a-time checks
 _DICT, _STR, _INT, _NONE, _STR_OR_NONE = {dict}, {str}, {int}, {type(None)}, {str, type(None)}

@@ -133,11 +133,18 @@ def test_a_manifest_read_as_it_grows_equals_checking_each_line_alone(data: bytes
 
 def test_a_common_line_costs_no_int_or_dict_entry_for_its_line_number() -> None:
     """The entries of a 10k-line manifest keep their line numbers in an array, not in a dict of ints: a
-    duplicate still names the first line, and `lines` gives every number."""
+    duplicate still names the first line (a few are found by a scan, more by an index built then), and
+    `lines` gives every number."""
     data = b"".join(b'{"video_id": "v%d", "path": "x.mp4"}\n' % i for i in range(10_000))
     m = manifest.parse(data + b'{"video_id": "v5000", "path": "y.mp4"}\n', Path("/m/videos.jsonl"))
     assert [p.error for p in m.problems] == ["duplicate video_id 'v5000' (first on line 5001)"]
     assert m.entries._numbers.itemsize <= 8 and len(m.entries._numbers) == 10_000
+    assert m.entries._positions is None  # one duplicate: found by a scan, no index of every id built for it
+    dups = b"".join(b'{"video_id": "v%d", "path": "y.mp4"}\n' % i for i in range(0, 10_000, 500))
+    many = manifest.parse(data + dups, Path("/m/videos.jsonl"))
+    assert [p.error for p in many.problems] == [
+        f"duplicate video_id 'v{i}' (first on line {i + 1})" for i in range(0, 10_000, 500)
+    ]
     assert m.lines["v9999"] == 10_000 and len(m.lines) == 10_000
 
 
