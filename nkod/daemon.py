@@ -1059,9 +1059,10 @@ class Daemon:
         # Only the bytes appended since the last read are parsed (the whole file if it was rewritten).
         loaded = self._manifest_reader.read()
         if not loaded.readable:  # e.g. swapped for a FIFO: report it, and keep running what was read before
-            loaded.entries, loaded.lines = self.manifest.entries, self.manifest.lines
+            loaded.entries = self.manifest.entries
         self.manifest = loaded
         added = self._manifest_reader.added if loaded.readable else []
+        self._manifest_reader.added = []  # (a million ids after a first read: not kept while idle)
         new = [vid for vid in added if vid not in self.projector.videos]
         drafts: list[Draft] = []
         if new:

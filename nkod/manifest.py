@@ -2,7 +2,7 @@
 
 A bad line (not JSON, not UTF-8, over MAX_LINE_BYTES, no or unsafe ``video_id``, no source, a duplicate
 id) is a :class:`Problem` naming the file and line; it is skipped and every valid line is still used.
-The file is read a line at a time and an over-long line is skipped without being held, so memory stays
+The file is read a block at a time and an over-long line is skipped without being held, so memory stays
 bounded. A UTF-8 byte order mark at the start of the file is ignored.
 """
 
@@ -12,8 +12,11 @@ import io
 import os
 import re
 import zlib
+from array import array
 from collections.abc import Iterator, KeysView, Mapping
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import and_, indexOf, is_, is_not
 from pathlib import Path
 
 import orjson
@@ -28,7 +31,6 @@ if TYPE_CHECKING:
 
 MAX_ID_LEN = 64
 MAX_LINE_BYTES = 1 << 20
-_SKIP_CHUNK = 1 << 16  # how much of an over-long line is held at once while it is skipped
 _BOM = b"\xef\xbb\xbf"  # Windows editors save "UTF-8" with it
 _HTTP_URL = re.compile(r"(?i)^https?://")
 _ID_OK = VIDEO_ID_RE.fullmatch
@@ -62,7 +64,9 @@ class Problem:
 
 class Entries(Mapping[str, dict[str, "Any"]]):  # (a string: typing is not imported at run time)
     """The valid lines by video id, in file order. Each is kept as its line's bytes and parsed when asked
-    for (when the video starts): a million-line manifest costs its bytes, not a million dicts."""
+    for (when the video starts): a million-line manifest costs its bytes, not a million dicts. The line
+    numbers are kept in an array (4 bytes a line, not an int and a dict entry): only a duplicate line
+    and `Manifest.lines` look one up."""
 
     def __init__(self, base: str) -> None:
         self._raw: dict[str, bytes] = {}
@@ -70,6 +74,9 @@ class Entries(Mapping[str, dict[str, "Any"]]):  # (a string: typing is not impor
         # The lines' non-zero `priority` keys (in file order), taken when the line is read: the run order
         # needs them for every entry, and parsing a million lines again per change would cost seconds.
         self.priorities: dict[str, int] = {}
+        self._numbers = array("L")  # the line number of each entry, in file order
+        self._positions: dict[str, int] | None = None  # id → index in _numbers, built when often needed
+        self._searches = 0
 
     def __getitem__(self, vid: str) -> dict[str, Any]:
         obj: dict[str, Any] = orjson.loads(self._raw[vid])
@@ -90,43 +97,75 @@ class Entries(Mapping[str, dict[str, "Any"]]):  # (a string: typing is not impor
         """The ids, as the dict's own view (Mapping's would test membership through a Python call)."""
         return self._raw.keys()
 
-    def _add(self, vid: str, line: bytes, priority: int = 0) -> None:
+    def line_of(self, vid: str) -> int:
+        """The number of the line `vid` was read from (KeyError if none)."""
+        positions = self._positions
+        if positions is None:
+            if vid not in self._raw:
+                raise KeyError(vid)
+            self._searches += 1
+            if self._searches <= _SEARCHES:  # a few duplicates: a scan (C), not an index of a million ids
+                return self._numbers[indexOf(self._raw, vid)]
+            positions = self._positions = dict(zip(self._raw, range(len(self._raw)), strict=True))
+        return self._numbers[positions[vid]]
+
+    def _add(self, vid: str, line: bytes, priority: int, number: int) -> None:
+        if self._positions is not None:
+            self._positions[vid] = len(self._raw)
         self._raw[vid] = line
+        self._numbers.append(number)
         if priority:
             self.priorities[vid] = priority
 
-    def _remove(self, vid: str) -> None:
+    def _add_all(self, ids: list[str], lines: list[bytes], priorities: list[int], number: int) -> None:
+        """`_add` of lines number+1, number+2, ... at once (C-level passes)."""
+        if self._positions is not None:
+            self._positions.update(zip(ids, range(len(self._raw), len(self._raw) + len(ids)), strict=True))
+        self._raw.update(zip(ids, lines, strict=True))
+        self._numbers.extend(range(number + 1, number + 1 + len(ids)))
+        if any(priorities):
+            self.priorities.update(compress(zip(ids, priorities, strict=True), priorities))
+
+    def _remove_last(self, vid: str) -> None:
+        """Undo the last `_add` (of `vid`)."""
         del self._raw[vid]
+        self._numbers.pop()
         self.priorities.pop(vid, None)
+        if self._positions is not None:
+            del self._positions[vid]
+
+
+class _Lines(Mapping[str, int]):
+    """video id → its line number (a view of `Entries`)."""
+
+    def __init__(self, entries: Entries) -> None:
+        self._entries = entries
+
+    def __getitem__(self, vid: str) -> int:
+        return self._entries.line_of(vid)
+
+    def __contains__(self, vid: object) -> bool:
+        return vid in self._entries._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries._raw)
+
+    def __len__(self) -> int:
+        return len(self._entries._raw)
 
 
 @dataclass
 class Manifest:
     path: Path
     entries: Entries = field(default_factory=lambda: Entries(""))  # in file order
-    lines: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     readable: bool = True  # False: the file could not be read at all (not a regular file, permissions...)
     missing: bool = False  # True: there is no file at `path` (a typo in --data-dir, or not written yet)
 
-
-def _lines(source: IO[bytes], number: int = 0) -> Iterator[tuple[int, bytes | None, int, bool]]:
-    """(number, stripped line, length, ends in a newline) for each line after line `number`; the line is
-    None when it is over MAX_LINE_BYTES, and then it was skipped a chunk at a time, never held whole: memory
-    stays bounded whatever the file holds."""
-    while raw := source.readline(MAX_LINE_BYTES + 2):  # the longest line allowed, a "\r" and the "\n"
-        number += 1
-        if number == 1 and raw.startswith(_BOM):
-            raw = raw[len(_BOM) :]
-        if not raw.endswith(b"\n") and len(raw) == MAX_LINE_BYTES + 2:
-            length = len(raw)
-            while (chunk := source.readline(_SKIP_CHUNK)) and not chunk.endswith(b"\n"):
-                length += len(chunk)
-            length += len(chunk.rstrip(b"\r\n"))
-            yield number, None, length, chunk.endswith(b"\n")
-            continue
-        line = raw.strip()
-        yield number, (line if len(line) <= MAX_LINE_BYTES else None), len(line), raw.endswith(b"\n")
+    @property
+    def lines(self) -> Mapping[str, int]:
+        """video id → the number of its line."""
+        return _Lines(self.entries)
 
 
 def _take(manifest: Manifest, number: int, line: bytes | None, length: int) -> str | None:
@@ -138,8 +177,7 @@ def _take(manifest: Manifest, number: int, line: bytes | None, length: int) -> s
         manifest.problems.append(what)
         return None
     vid, raw, priority = what
-    manifest.entries._add(vid, raw, priority)
-    manifest.lines[vid] = number
+    manifest.entries._add(vid, raw, priority, number)
     return vid
 
 
@@ -160,22 +198,6 @@ def _problem_of(
         except UnicodeDecodeError as bad:
             return Problem(name, number, f"not UTF-8 (byte {bad.start})")
         return Problem(name, number, f"not JSON: {exc}")
-    if type(obj) is dict:  # the common line (an id and a path), checked in a few steps: a million lines
-        line_id = obj.get("video_id")
-        source_path, priority = obj.get("path"), obj.get("priority", 0)
-        if (
-            type(line_id) is str
-            and _ID_OK(line_id)
-            and type(source_path) is str
-            and source_path
-            and obj.get("url") is None
-            and type(priority) is int
-        ):
-            if line_id in manifest.lines:
-                first = manifest.lines[line_id]
-                return Problem(str(manifest.path), number, f"duplicate video_id {line_id!r} (first on line {first})")
-            return line_id, line, priority
-        # else the checks below, one at a time, name what is wrong (or accept a line with a URL)
     name = str(manifest.path)
     if not isinstance(obj, dict):
         return Problem(name, number, f"expected a JSON object, got {type(obj).__name__}")
@@ -195,8 +217,8 @@ def _problem_of(
     priority = obj.get("priority", 0)
     if not isinstance(priority, int) or isinstance(priority, bool):
         return Problem(name, number, f"{vid}: 'priority' must be an integer (higher runs first), got {priority!r}")
-    if vid in manifest.lines:  # (the same ids as the entries; a plain dict is the cheaper lookup)
-        first = manifest.lines[vid]
+    if vid in manifest.entries:
+        first = manifest.entries.line_of(vid)
         return Problem(name, number, f"duplicate video_id {vid!r} (first on line {first})")
     return vid, line, priority
 
@@ -206,44 +228,151 @@ def parse(data: bytes | IO[bytes], path: Path) -> Manifest:
     manifest's directory."""
     manifest = Manifest(path=path, entries=Entries(os.path.dirname(path)))
     with gcpause.paused():  # a million lines kept, none in a reference cycle
-        _take_all(manifest, _lines(io.BytesIO(data) if isinstance(data, bytes) else data))
+        _read_into(manifest, io.BytesIO(data) if isinstance(data, bytes) else data, 0, None)
     return manifest
 
 
-def _take_all(manifest: Manifest, lines: Iterator[tuple[int, bytes | None, int, bool]]) -> None:
-    """`_take` of each line, the common line (`_problem_of`'s quick check) added here without a call per
-    line: most of parsing a million-line manifest was the calls. Any other line goes through `_take`."""
-    entries, numbers = manifest.entries._raw, manifest.lines
-    priorities, loads, error = manifest.entries.priorities, orjson.loads, orjson.JSONDecodeError
-    for number, line, length, _complete in lines:
-        if line and line[0] == 0x7B:  # b"{"
-            try:
-                obj = loads(line)
-            except error:
-                obj = None
-            if type(obj) is dict:
-                vid, source_path, priority = obj.get("video_id"), obj.get("path"), obj.get("priority", 0)
-                if (
-                    type(vid) is str
-                    and _ID_OK(vid)
-                    and type(source_path) is str
-                    and source_path
-                    and obj.get("url") is None
-                    and type(priority) is int
-                    and vid not in numbers
-                ):
-                    entries[vid] = line
-                    numbers[vid] = number
-                    if priority:
-                        priorities[vid] = priority
-                    continue
-        _take(manifest, number, line, length)  # the checks one at a time name what is wrong
+def _read_into(
+    manifest: Manifest, source: IO[bytes], number: int, added: list[str] | None
+) -> tuple[int, int, tuple[str | None, int] | None]:
+    """Parse `source` from where it stands to its end into `manifest` (line `number` was the last read
+    before), appending the ids added to `added`. Returns the number of the last complete line, the offset
+    just after it, and, when the file ends in a line without its newline (still being written), what that
+    line added: (its id or None, the number of problems before it), for the reader to undo next time.
+
+    Read a block at a time and split in C; a batch of lines that are all common entries is checked and
+    added in C-level passes (`_take_common`), any other line one at a time (`_take`). An over-long line is
+    skipped a block at a time, never held whole: memory stays bounded whatever the file holds."""
+    pos = source.tell()
+    carry = b""
+    if number == 0:
+        head = source.read(len(_BOM))
+        if head == _BOM:  # Windows editors save "UTF-8" with it
+            pos += len(head)
+        else:
+            carry = head
+    left = bool(carry)  # True: `carry` may hold whole lines (the head, what followed an over-long line)
+    while (block := source.read(_BLOCK)) or left:
+        left = False
+        data = carry + block if carry else block
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            if len(data) < MAX_LINE_BYTES + 2:
+                carry = data
+                continue
+            # An over-long line: skipped a block at a time up to its newline.
+            length, tail, complete = _skip_line(source, data)
+            problems = len(manifest.problems)
+            _take(manifest, number + 1, None, length)
+            if not complete:
+                return number, pos, (None, problems)
+            number += 1
+            pos = source.tell() - len(tail)
+            carry, left = tail, bool(tail)
+            continue
+        lines = data.split(b"\n")  # (not data[:cut]: one copy less of the block)
+        carry = lines.pop()
+        _take_lines(manifest, lines, number, added)
+        number += len(lines)
+        pos += cut + 1
+    if not carry:
+        return number, pos, None
+    problems = len(manifest.problems)  # a last line without its newline: taken now, undone on the next read
+    if len(carry) >= MAX_LINE_BYTES + 2:
+        vid = _take(manifest, number + 1, None, len(carry.rstrip(b"\r")))
+    else:
+        line = carry.strip()
+        vid = _take(manifest, number + 1, line if len(line) <= MAX_LINE_BYTES else None, len(line))
+    if vid is not None and added is not None:
+        added.append(vid)
+    return number, pos, (vid, problems)
+
+
+def _skip_line(source: IO[bytes], start: bytes) -> tuple[int, bytes, bool]:
+    """Read on past a line that began with `start` (no newline in it) to its newline: (its length, less
+    trailing CRs; what followed its newline in the last block read; whether a newline was found)."""
+    length, crs = len(start), _trailing_crs(start, 0)
+    while block := source.read(_BLOCK):
+        end = block.find(b"\n")
+        if end >= 0:
+            return length + end - _trailing_crs(block[:end], crs), block[end + 1 :], True
+        length += len(block)
+        crs = _trailing_crs(block, crs)
+    return length - crs, b"", False
+
+
+def _trailing_crs(piece: bytes, before: int) -> int:
+    """The CRs that end what was read, `piece` last (`before`: those that ended what came before it)."""
+    kept = len(piece.rstrip(b"\r"))
+    return len(piece) - kept + (before if kept == 0 else 0)
+
+
+def _take_lines(manifest: Manifest, lines: list[bytes], number: int, added: list[str] | None) -> None:
+    """`_take` of lines number+1, number+2, ...: each batch of common lines at once, any other one at a time."""
+    for at in range(0, len(lines), _BATCH):
+        batch = lines[at : at + _BATCH]
+        if _take_common(manifest.entries, batch, number + at, added):
+            continue
+        for n, raw in enumerate(batch, number + at + 1):
+            if len(raw) >= MAX_LINE_BYTES + 2:  # (as the line-at-a-time reader counted it)
+                line, length = None, len(raw.rstrip(b"\r"))
+            else:
+                stripped = raw.strip()
+                line, length = (stripped if len(stripped) <= MAX_LINE_BYTES else None), len(stripped)
+            vid = _take(manifest, n, line, length)
+            if vid is not None and added is not None:
+                added.append(vid)
+
+
+def _take_common(entries: Entries, lines: list[bytes], number: int, added: list[str] | None) -> bool:
+    """Add `lines` (numbers number+1, ...) if every one is a common line (`_problem_of` would take it: a
+    JSON object, a safe string id not seen before, a non-empty string path or an http(s) URL or both, an
+    integer priority or none), with no call per line; False (nothing added) otherwise. Most of parsing a million-line
+    manifest was the calls per line."""
+    if not lines or max(map(len, lines)) > MAX_LINE_BYTES:
+        return False
+    try:  # (each line alone: lines joined could parse as other objects than the lines are)
+        objs = list(map(orjson.loads, lines))
+    except orjson.JSONDecodeError:
+        return False
+    if set(map(type, objs)) != _DICT:
+        return False
+    ids: list[Any] = list(map(dict.get, objs, repeat("video_id")))
+    if set(map(type, ids)) != _STR or not all(map(_ID_OK, ids)):
+        return False
+    paths = list(map(dict.get, objs, repeat("path")))
+    urls: list[Any] = list(map(dict.get, objs, repeat("url")))
+    if set(map(type, urls)) == _NONE:  # the most common: a path each
+        if set(map(type, paths)) != _STR or not all(paths):
+            return False
+    else:  # a path or an http(s) URL each, or both
+        if not set(map(type, paths)) <= _STR_OR_NONE or "" in paths or not set(map(type, urls)) <= _STR_OR_NONE:
+            return False
+        if any(map(and_, map(is_, paths, repeat(None)), map(is_, urls, repeat(None)))):
+            return False  # neither
+        if not all(map(_HTTP_URL.match, compress(urls, map(is_not, urls, repeat(None))))):
+            return False
+    priorities = list(map(dict.get, objs, repeat("priority"), repeat(0)))
+    if set(map(type, priorities)) != _INT:
+        return False
+    if len(set(ids)) != len(ids) or not entries._raw.keys().isdisjoint(ids):
+        return False  # a duplicate: named line by line
+    entries._add_all(ids, lines, priorities, number)
+    if added is not None:
+        added.extend(ids)
+    return True
+
+
+_SEARCHES = 8  # lines found by a scan before an index of the positions is built
+_BLOCK = 1 << 20  # how much of the file is read at once (a few times this is held at a time)
+_BATCH = 1024  # lines checked together: a bad one sends only its batch through the line-at-a-time checks
+_DICT, _STR, _INT, _NONE, _STR_OR_NONE = {dict}, {str}, {int}, {type(None)}, {str, type(None)}
 
 
 def load(path: Path) -> Manifest:
     """Read and parse the manifest; a missing or unreadable file is an empty manifest with one problem.
 
-    Only a regular file (or a symlink to one) is read, one bounded line at a time: a FIFO or a device is
+    Only a regular file (or a symlink to one) is read, a bounded block at a time: a FIFO or a device is
     refused at once instead of blocking or filling memory."""
     try:
         with open_regular(path) as source:  # refuses a FIFO or a device at once
@@ -301,15 +430,7 @@ class Reader:
             self._undo_partial()
             f.seek(self._pos)
             start = self._pos
-            for number, line, length, complete in _lines(f, self._number):
-                problems = len(self.manifest.problems)
-                vid = _take(self.manifest, number, line, length)
-                if vid is not None:
-                    self.added.append(vid)
-                if complete:
-                    self._number, self._pos = number, f.tell()
-                else:  # still being written: counted now, undone before the next read goes on from _pos
-                    self._partial = (vid, problems)
+            self._number, self._pos, self._partial = _read_into(self.manifest, f, self._number, self.added)
             self._crc = _crc(f, start, self._pos, self._crc)
         return self.manifest
 
@@ -322,8 +443,7 @@ class Reader:
         vid, problems = self._partial
         self._partial = None
         if vid is not None:
-            self.manifest.entries._remove(vid)
-            del self.manifest.lines[vid]
+            self.manifest.entries._remove_last(vid)
         del self.manifest.problems[problems:]
 
 
