@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import zlib
 from array import array
 from collections.abc import Iterator, KeysView, Mapping
 from dataclasses import dataclass, field
@@ -448,13 +447,15 @@ class Reader:
 
 
 def _crc(f: IO[bytes], start: int, end: int, seed: int) -> int:
-    crc = seed
+    from nkod.headcrc import crc32  # zlib-ng's where installed: the same CRC-32, ~9x zlib's speed
+
+    crc, update = seed, crc32()
     f.seek(start)
     left = end - start
     while left > 0:
         chunk = f.read(min(left, 1 << 22))
         if not chunk:
             break
-        crc = zlib.crc32(chunk, crc)
+        crc = update(chunk, crc)
         left -= len(chunk)
     return crc
