@@ -35,7 +35,7 @@ import orjson
 
 from nkod import eventlog, gcpause, headcrc, views
 from nkod.fsutil import atomic_write, open_regular, read_regular
-from nkod.state import Projector, Session, State, Status, Video, video_from_fields
+from nkod.state import Projector, State, Status, Video, state_of_doc, video_from_fields
 from nkod.statusfast import named_videos as _named_videos  # (shared with status's fast path)
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (nkoctl status: ~2 ms)
@@ -184,29 +184,7 @@ def state_from_doc(doc: dict[str, Any], videos: dict[str, Video] | None = None) 
     """The State of a snapshot document; `videos`: its videos already built (else from doc["videos"])."""
     if videos is None:
         videos = {v.video_id: v for v in map(_video_from_row, doc["videos"])}
-    s = doc["session"]
-    return State(
-        seq=doc["seq"],
-        offset=doc["offset"],
-        log_id=doc["log_id"],
-        created_at=doc["created_at"],
-        last_ts=doc["last_ts"],
-        videos=MappingProxyType(videos),
-        totals=MappingProxyType(dict(doc["totals"])),
-        completed_by_nkod=doc["completed_by_nkod"],
-        session=Session(
-            active_seconds=s["active_seconds"],
-            open_since=s["open_since"],
-            pid=s["pid"],
-            open_seconds=s.get("open_seconds"),
-        ),
-        manifest_problems=tuple(doc["manifest_problems"]),
-        redo_order=tuple(doc.get("redo", ())),
-        queue_order=tuple(doc.get("queue", ())),
-        paused=doc.get("paused") is True,
-        discovered=MappingProxyType({entry["video_id"]: entry for entry in doc.get("discovered", ())}),
-        sources=MappingProxyType(dict(doc.get("sources", {}))),
-    )
+    return state_of_doc(doc, videos)
 
 
 def log_stat(log_path: Path) -> dict[str, int] | None:

@@ -223,6 +223,34 @@ class State(_NamedTuple):
     sources: Mapping[str, Mapping[str, Any]] = _EMPTY
 
 
+def state_of_doc(doc: Mapping[str, Any], videos: dict[str, Video]) -> State:
+    """The State a snapshot's "state" document describes, with its `videos` already built (here, not in
+    nkod.snapshot, so that nkoctl status's fast path builds it without importing orjson)."""
+    s = doc["session"]
+    return State(
+        seq=doc["seq"],
+        offset=doc["offset"],
+        log_id=doc["log_id"],
+        created_at=doc["created_at"],
+        last_ts=doc["last_ts"],
+        videos=MappingProxyType(videos),
+        totals=MappingProxyType(dict(doc["totals"])),
+        completed_by_nkod=doc["completed_by_nkod"],
+        session=Session(
+            active_seconds=s["active_seconds"],
+            open_since=s["open_since"],
+            pid=s["pid"],
+            open_seconds=s.get("open_seconds"),
+        ),
+        manifest_problems=tuple(doc["manifest_problems"]),
+        redo_order=tuple(doc.get("redo", ())),
+        queue_order=tuple(doc.get("queue", ())),
+        paused=doc.get("paused") is True,
+        discovered=MappingProxyType({entry["video_id"]: entry for entry in doc.get("discovered", ())}),
+        sources=MappingProxyType(dict(doc.get("sources", {}))),
+    )
+
+
 def format_ts(dt: datetime) -> str:
     """UTC time as the log writes it: 2026-11-26T15:00:00.000000Z (by hand: strftime costs 4 µs)."""
     return (

@@ -304,10 +304,9 @@ def _fold(
 ) -> tuple[Any, dict[str, Any]]:
     """The snapshot's state with the tail's events folded into the rows of the videos they name (an event
     changes only the videos it names), and the summary brought up to date (as snapshot.status_replay)."""
-    from types import MappingProxyType
 
     from nkod import views
-    from nkod.state import Projector, Session, State, video_from_fields
+    from nkod.state import Projector, state_of_doc, video_from_fields
 
     named = named_videos(events)
     if named is None:
@@ -323,30 +322,7 @@ def _fold(
                 raise Fallback("the snapshot changed while it was read")
         index, rows = snapshot_rows(rest, doc["body_crc"], named)
     videos = {row[0]: video_from_fields(row) for row in rows}  # as snapshot._video_from_row
-    s = doc["state"]
-    session = s["session"]
-    base = State(  # as snapshot.state_from_doc
-        seq=s["seq"],
-        offset=s["offset"],
-        log_id=s["log_id"],
-        created_at=s["created_at"],
-        last_ts=s["last_ts"],
-        videos=MappingProxyType(videos),
-        totals=MappingProxyType(dict(s["totals"])),
-        completed_by_nkod=s["completed_by_nkod"],
-        session=Session(
-            active_seconds=session["active_seconds"],
-            open_since=session["open_since"],
-            pid=session["pid"],
-            open_seconds=session.get("open_seconds"),
-        ),
-        manifest_problems=tuple(s["manifest_problems"]),
-        redo_order=tuple(s.get("redo", ())),
-        queue_order=tuple(s.get("queue", ())),
-        paused=s.get("paused") is True,
-        discovered=MappingProxyType({entry["video_id"]: entry for entry in s.get("discovered", ())}),
-        sources=MappingProxyType(dict(s.get("sources", {}))),
-    )
+    base = state_of_doc(doc["state"], videos)  # as snapshot.state_from_doc
     projector = Projector(base)
     projector.apply_all(events)
     projector.offset = end
