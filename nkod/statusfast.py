@@ -20,7 +20,7 @@ import time
 import zlib
 from datetime import datetime
 
-from nkod import litejson, statusview
+from nkod import envelope, litejson, statusview
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -38,9 +38,6 @@ VIDEO_FIELDS = [
 ]  # fmt: skip
 MAX_SNAPSHOT_BYTES = 4 << 30  # as nkod.snapshot.MAX_SNAPSHOT_BYTES
 MAX_ACTIVITY_BYTES = 64 << 20  # as CtlBase.activity
-FORMAT_VERSION = 1  # as nkod.codec.FORMAT_VERSION
-_CRC_PREFIX = b',"crc":"'  # as nkod.codec
-_TAIL_LEN = len(_CRC_PREFIX) + 8 + 2
 
 
 class Fallback(Exception):
@@ -77,17 +74,10 @@ def _loads(data: bytes) -> Any:
 
 def _decode(line: bytes) -> dict[str, Any]:
     """`codec.decode` of a line whose checksum holds and which is a JSON object; Fallback otherwise."""
-    if len(line) <= _TAIL_LEN or line[-_TAIL_LEN : -_TAIL_LEN + len(_CRC_PREFIX)] != _CRC_PREFIX:
-        raise Fallback("no checksum field")
-    if line[-2:] != b'"}':
-        raise Fallback("no checksum field at the end")
-    body = line[:-_TAIL_LEN] + b"}"
     try:
-        expected = int(line[-10:-2], 16)
-    except ValueError:
-        raise Fallback("checksum not hexadecimal") from None
-    if zlib.crc32(body) != expected:
-        raise Fallback("checksum mismatch")
+        body = envelope.checked_body(line)
+    except envelope.LineError as exc:
+        raise Fallback(str(exc)) from None
     event = _loads(body)
     if type(event) is not dict:
         raise Fallback("not a JSON object")
@@ -204,17 +194,10 @@ def _line_ending_at(fd: int, offset: int) -> dict[str, Any]:
 
 def _check(raw: bytes) -> dict[str, Any]:
     """`codec.check` of a line it accepts; Fallback for any other (the full path says what is wrong)."""
-    event = _decode(raw)
-    v, seq, ts = event.get("v"), event.get("seq"), event.get("ts")
-    if type(v) is not int or v > FORMAT_VERSION or type(seq) is not int or seq < 1 or type(ts) is not str:
-        raise Fallback("not a valid record")
     try:
-        aware = datetime.fromisoformat(ts).tzinfo is not None  # as codec._utc_time
-    except ValueError:
-        aware = False
-    if not aware or type(event.get("type")) is not str:
-        raise Fallback("not a valid record")
-    return event
+        return envelope.check_fields(_decode(raw))
+    except envelope.LineError as exc:
+        raise Fallback(str(exc)) from None
 
 
 def _tail_events(tail: bytes, seq: int) -> list[dict[str, Any]]:

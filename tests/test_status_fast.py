@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from nkod import codec, eventlog, litejson, snapshot, state, statusbox, statusfast, statusview, views
+from nkod import codec, envelope, eventlog, litejson, snapshot, state, statusbox, statusfast, statusview, views
 from nkod.ctl import _plain_status
 from nkod.render import status_panel
 from nkod.state import Projector
@@ -378,7 +378,9 @@ def test_the_fast_path_reads_snapshot_rows_in_the_order_of_the_video_fields() ->
     """statusfast reads format-3 rows as the fields of Video in order (a copy: importing nkod.state after a
     clean stop, or nkod.snapshot at all, costs dataclasses and orjson)."""
     assert statusfast.VIDEO_FIELDS == list(state.Video._fields) == snapshot._FIELD_NAMES
-    assert statusfast.FORMAT_VERSION == codec.FORMAT_VERSION
+    # The line envelope is not copied: status's fast path and codec check lines with nkod.envelope's code.
+    assert envelope.FORMAT_VERSION == codec.FORMAT_VERSION and codec.LineError is envelope.LineError
+    assert statusfast._decode.__globals__["envelope"] is envelope
     assert statusfast.SNAPSHOT_VERSION == snapshot.SNAPSHOT_VERSION
     assert statusfast.MAX_SNAPSHOT_BYTES == snapshot.MAX_SNAPSHOT_BYTES
 
