@@ -6,12 +6,17 @@ stale: the kernel drops it when the process dies). ``nkod.lock`` is kept beside 
 holding the PID, for people and older tooling; the holder puts it back if it is deleted or replaced
 (:meth:`DataDirLock.refresh`, on every loop pass).
 
-Who holds the lock is read from ``/proc/locks``, never by trying to take it: status must not race a
-starting daemon.
+The holder also takes a POSIX write lock (fcntl F_SETLK, the whole file) on ``nkod.lock``, so who holds the
+lock can be asked with F_GETLK, which answers with the holder's PID; without it (an older nkod, a POSIX lock
+lost), or when it answers nobody, who holds the lock is read from ``/proc/locks`` (nkod/proclocks.py). Never
+by trying to take it: status must not race a starting daemon. A POSIX lock is dropped when its process
+closes any fd of the file, so the holder opens ``nkod.lock`` only through this module and takes it again on
+every :meth:`DataDirLock.refresh` (one fcntl; the flocks are what exclude, the POSIX lock only answers).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
@@ -45,7 +50,15 @@ def _lock_file(path: Path) -> int:
     except BaseException:
         os.close(fd)
         raise
+    _posix_lock(fd)  # after the PID is written: status trusts F_GETLK's PID only when the file says the same
     return fd
+
+
+def _posix_lock(fd: int) -> None:
+    """Take (again) the POSIX write lock on nkod.lock that answers F_GETLK (see the module's docstring). Best
+    effort: where it cannot be had, status reads /proc/locks."""
+    with contextlib.suppress(OSError):
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 class DataDirLock:
@@ -65,11 +78,18 @@ class DataDirLock:
         return st.st_dev, st.st_ino
 
     def refresh(self) -> str | None:
-        """Put ``nkod.lock`` back if it was deleted or replaced (one stat when it is intact).
+        """Put ``nkod.lock`` back if it was deleted or replaced (one stat when it is intact), and take its
+        POSIX lock again (one fcntl: it is lost if this process closed any fd of the file meanwhile).
 
         Returns what was found and done, for a warning; None when the file is intact, or when putting it
         back failed again after a failure already reported (it is tried again on the next call).
         """
+        try:
+            return self._refresh()
+        finally:
+            _posix_lock(self._file_fd)  # after _refresh, which may have opened and closed the file
+
+    def _refresh(self) -> str | None:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:

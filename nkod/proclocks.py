@@ -1,18 +1,26 @@
-"""``/proc/locks``, which says who holds the data directory's lock (nkod/lock.py), read early if asked.
+"""Who holds the data directory's lock (nkod/lock.py), asked without taking it: the holder's POSIX lock on
+``nkod.lock`` (F_GETLK) when it answers, else ``/proc/locks``, read early if asked.
 
-The first read of /proc/locks in a process can wait a scheduler tick or more (here 10–15 ms): the kernel
-takes its file-lock lock for writing, which waits for an RCU grace period. That is a wait, not work, so
-`nkoctl status` starts the read in a thread before it imports anything and uses the text when it needs
-it: the answer is the one of that moment, tens of milliseconds earlier, as if status had run then.
+The first read of /proc/locks in a process can wait a scheduler tick or more (here 10–20 ms): the kernel
+takes its file-lock lock for writing, which waits for an RCU grace period. So the holder also takes a POSIX
+write lock on ``nkod.lock`` (nkod.lock), which F_GETLK names with its PID without that wait (it takes
+nothing: status must not race a starting daemon). Only a living process holds a POSIX lock, so a holder
+named so is an answer; "nobody" is not (an older nkod, a holder that lost its POSIX lock, a holder in another
+PID namespace...): then /proc/locks decides, as `nkoctl status` starts reading it in a thread before it
+imports anything (`prefetch`): the answer is the one of that moment, tens of milliseconds earlier, as if
+status had run then.
 
-Light on purpose (``_thread``, ``os``: no threading, pathlib): `nkoctl status`'s fast path imports it first.
+Light on purpose (``_thread``, ``fcntl``, ``os``: no threading, pathlib, struct): `nkoctl status`'s fast
+path imports it first.
 """
 
 from __future__ import annotations
 
 import _thread
+import fcntl
 import os
 import stat
+import sys
 
 PROC_LOCKS = "/proc/locks"
 
@@ -30,9 +38,12 @@ def _read_into(box: list[str | OSError], done: _thread.LockType | None = None) -
             done.release()
 
 
-def prefetch() -> None:
-    """Start reading /proc/locks now; the next `read` in this process returns that text."""
+def prefetch(lock_file: str) -> None:
+    """Start reading /proc/locks now, unless `lock_file`'s POSIX lock names its holder (then `holder_pid`
+    asks that again, and never reads /proc/locks); the next `read` in this process returns that text."""
     global _early
+    if posix_holder(lock_file) is not None:
+        return
     box: list[str | OSError] = []
     done = _thread.allocate_lock()
     done.acquire()
@@ -64,23 +75,63 @@ def pid_in_file(path: str) -> int | None:
     except OSError:
         return None
     try:
+        return _pid_in_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def _pid_in_fd(fd: int) -> int | None:
+    try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > 64:
             return None
-        data = os.read(fd, 65)
+        data = os.pread(fd, 65, 0)
         if len(data) > 64:
             return None
         text = data.decode().strip()
     except (OSError, UnicodeDecodeError):
         return None
-    finally:
-        os.close(fd)
     return int(text) if text.isdigit() else None
 
 
+# struct flock as F_GETLK fills it on 64-bit Linux: l_type (short) at 0, l_pid (pid_t) at 24, 32 bytes.
+_FLOCK_SIZE, _L_PID = 32, 24
+_ASK_WRITE_LOCK = fcntl.F_WRLCK.to_bytes(2, sys.byteorder) + bytes(_FLOCK_SIZE - 2)  # whole file, from 0
+POSIX_QUERY = sys.platform == "linux" and sys.maxsize > 2**32
+
+
+def posix_holder(lock_file: str) -> int | None:
+    """The PID of the lock's holder from its POSIX write lock on `lock_file` (asked with F_GETLK, which takes
+    nothing), when that PID is also the one written in the file; None otherwise, which says nothing about
+    whether the lock is held (see the module's docstring). Never creates the file; a FIFO does not block it."""
+    if not POSIX_QUERY:
+        return None
+    try:
+        fd = os.open(lock_file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        answer = fcntl.fcntl(fd, fcntl.F_GETLK, _ASK_WRITE_LOCK)
+        if int.from_bytes(answer[:2], sys.byteorder) == fcntl.F_UNLCK:
+            return None
+        pid = int.from_bytes(answer[_L_PID : _L_PID + 4], sys.byteorder, signed=True)
+        # The PID the holder wrote before it took the POSIX lock: another process's lock on the file, or a PID
+        # from another namespace (0), is no answer.
+        return pid if pid > 0 and pid == _pid_in_fd(fd) else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def holder_pid(root: str, lock_file: str, dir_lock: bool = True) -> int | None:
-    """PID holding the lock on data directory `root` (its flock, or `lock_file`'s), from /proc/locks; None
-    when nobody does. See nkod.lock.holder_pid."""
+    """PID holding the lock on data directory `root` (its flock, or `lock_file`'s), from the holder's POSIX
+    lock on `lock_file` or else /proc/locks; None when nobody does. See nkod.lock.holder_pid."""
+    pid = posix_holder(lock_file)
+    if pid is not None:
+        return pid
     targets: list[os.stat_result] = []
     for path, wanted in ((root, dir_lock), (lock_file, True)):
         if not wanted:

@@ -376,25 +376,6 @@ def requests_pending(root: str) -> bool:
         raise Fallback(str(exc)) from None
 
 
-SYSTEM_DATA_DIR = "/var/lib/nkod"
-
-
-def data_dir(given: str | None) -> str:
-    """--data-dir, $NKOD_DATA_DIR, $STATE_DIRECTORY, ./data if it exists, the system service's
-    /var/lib/nkod if it exists, else ./data (`nkod.ctl.base.resolve_data_dir`)."""
-    if given is not None:
-        return given
-    for var in ("NKOD_DATA_DIR", "STATE_DIRECTORY"):
-        value = os.environ.get(var)
-        if value:
-            return value.split(":")[0]
-    if os.path.isdir("data"):
-        return "data"
-    if os.path.isdir(SYSTEM_DATA_DIR):
-        return SYSTEM_DATA_DIR
-    return "data"
-
-
 def status_doc(root: str) -> dict[str, Any]:
     """What ``nkoctl status --json`` prints for data dir `root`; Fallback when the full path must answer."""
     from datetime import UTC
@@ -412,10 +393,10 @@ def status_doc(root: str) -> dict[str, Any]:
     return doc
 
 
-def plain_status(given: str | None, as_json: bool) -> int | None:
-    """`nkoctl status [--json]` when the fast path answers (its exit status), else None."""
+def plain_status(root: str, as_json: bool) -> int | None:
+    """`nkoctl status [--json]` on data dir `root` when the fast path answers (its exit status), else None."""
     try:
-        doc = status_doc(data_dir(given))
+        doc = status_doc(root)
     except Fallback:
         return None
     if as_json:

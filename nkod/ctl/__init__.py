@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from nkod.ctl.queue import MAX_CHECKPOINT_BYTES, parse_seed_checkpoint
     from nkod.ctl.status import Follower
 
+SYSTEM_DATA_DIR_NAME = "/var/lib/nkod"  # base.SYSTEM_DATA_DIR as a str (no pathlib on status's fast path)
+
 __all__ = [
     "EXIT_ERROR",
     "EXIT_LOG",
@@ -35,6 +37,7 @@ __all__ = [
     "Fsck",
     "build_parser",
     "committed_outputs",
+    "data_dir_name",
     "main",
     "parse_seed_checkpoint",
     "resolve_data_dir",
@@ -67,20 +70,43 @@ def main(argv: list[str] | None = None) -> int:
     subcommand (~10 ms) nor importing the other command groups; anything else goes to the full parser."""
     plain = _plain_status(sys.argv[1:] if argv is None else argv)
     if plain is not None:
+        import os
+
         from nkod import proclocks
 
-        proclocks.prefetch()  # its wait overlaps the imports below
+        root, as_json = data_dir_name(plain[0]), plain[1]
+        # Who holds the lock: its holder answers F_GETLK at once; else /proc/locks is read in a thread, its
+        # wait overlapping the imports below.
+        proclocks.prefetch(os.path.join(root, "nkod.lock"))
         from nkod import statusfast
 
-        code = statusfast.plain_status(*plain)  # the snapshot's first line answers the common case
+        code = statusfast.plain_status(root, as_json)  # the snapshot's first line answers the common case
         if code is not None:
             return code
         from nkod.ctl.status import plain_status
 
-        return plain_status(*plain)
+        return plain_status(root, as_json)
     from nkod.ctl.cli import main as full_main
 
     return full_main(argv)
+
+
+def data_dir_name(given: str | None) -> str:
+    """--data-dir, $NKOD_DATA_DIR, $STATE_DIRECTORY, ./data if it exists, the system service's
+    /var/lib/nkod if it exists, else ./data (`nkod.ctl.base.resolve_data_dir`, which gives it as a Path)."""
+    import os
+
+    if given is not None:
+        return given
+    for var in ("NKOD_DATA_DIR", "STATE_DIRECTORY"):
+        value = os.environ.get(var)
+        if value:
+            return value.split(":")[0]
+    if os.path.isdir("data"):
+        return "data"
+    if os.path.isdir(SYSTEM_DATA_DIR_NAME):
+        return SYSTEM_DATA_DIR_NAME
+    return "data"
 
 
 def _plain_status(args: list[str]) -> tuple[str | None, bool] | None:

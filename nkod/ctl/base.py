@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 
 from nkod import eventlog, lock, snapshot, views
+from nkod.ctl import SYSTEM_DATA_DIR_NAME, data_dir_name
 from nkod.errors import LockHeldError, LogCorruptError, LogError, RequestError
 from nkod.fsutil import permission_problem, read_regular
 from nkod.paths import Paths
@@ -28,7 +29,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_LOG = 4
 EXIT_INTERRUPTED = 130  # Ctrl+C of `status --watch` or `log -f`: 128 + SIGINT, as shells report it
-SYSTEM_DATA_DIR = Path("/var/lib/nkod")
+SYSTEM_DATA_DIR = Path(SYSTEM_DATA_DIR_NAME)
 
 
 def literal(text: object) -> str:
@@ -51,10 +52,8 @@ class CtlError(Exception):
 
 def resolve_data_dir(given: Path | None) -> Path:
     """--data-dir, $NKOD_DATA_DIR, $STATE_DIRECTORY, ./data if it exists, the system service's
-    /var/lib/nkod if it exists, else ./data (`nkod.statusfast.data_dir`)."""
-    from nkod.statusfast import data_dir
-
-    return Path(data_dir(None if given is None else str(given)))
+    /var/lib/nkod if it exists, else ./data (`nkod.ctl.data_dir_name`)."""
+    return Path(data_dir_name(None if given is None else str(given)))
 
 
 class CtlBase:
