@@ -135,10 +135,18 @@ def run_order(
 
 
 def run_order_videos(
-    projector: Projector, available: Mapping[str, Any] | AbstractSet[str], priorities: Mapping[str, int]
+    projector: Projector, available: Mapping[str, Any] | AbstractSet[str] | None, priorities: Mapping[str, int]
 ) -> Iterator[Video]:
-    """`run_order`'s videos themselves (plan looks at each: no second lookup by id for a million)."""
+    """`run_order`'s videos themselves (plan looks at each: no second lookup by id for a million).
+
+    `available` None: every video the projector knows has an entry (the caller checked; a million
+    lookups by id fewer)."""
     videos = projector.videos
+    if available is None:
+        available = videos.keys()
+        every = True
+    else:
+        every = False
     for vid in projector.redo:
         redo = videos[vid]
         if vid in available and not redo.skipped:
@@ -164,7 +172,7 @@ def run_order_videos(
                 if not queued.skipped:
                     yield queued
     else:  # the common case, and a million-video queue: the same filter in C-level passes (still lazy)
-        listed = filter(available.__contains__, projector.queue)
+        listed = projector.queue if every else filter(available.__contains__, projector.queue)
         yield from filterfalse(_skipped_of, map(videos.__getitem__, listed))
     for vid in ranked:
         if priorities[vid] >= 0:

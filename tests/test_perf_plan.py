@@ -3,9 +3,11 @@ obvious way gives."""
 
 from __future__ import annotations
 
+import math
+import signal
 import zlib
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,8 @@ from hypothesis import strategies as st
 from nkod import decide, manifest, snapshot
 from nkod.ctl import queue
 from nkod.decide import PlanRow
-from nkod.state import Projector, State, Status, Video, fold
+from nkod.state import Projector, State, Status, Video, fold, format_ts, parse_ts
+from tests.helpers import DataDir, wait_for
 from tests.strategies import events, steering_events
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -214,3 +217,131 @@ def test_run_order_without_priorities_equals_the_loop_over_the_indexes(
     boosted = [vid for vid in boosted if vid in available]
     expected += boosted + [vid for vid in p.queue if vid in available and vid not in boosted and not v[vid].skipped]
     assert list(steering.run_order(p, available, {})) == expected
+
+
+# -- plan's shortcuts against plan as it was written before them -----------------------------------------
+
+
+def _plan_before(state: Projector, entries: Mapping[str, Any], now: datetime) -> list[PlanRow]:
+    """decide.plan as it was before its shortcuts for a manifest whose ids are the log's videos (every
+    id looked up in the entries, every video looked up in the run order): the reference they must equal."""
+    from itertools import compress, filterfalse, repeat
+    from operator import and_, eq, not_
+
+    from nkod import steering
+
+    priorities = steering.entry_priorities(entries)
+    row = tuple.__new__
+    videos = state.videos
+    waits: list[PlanRow] = []
+    rest: list[PlanRow] = []
+    in_order = list(steering.run_order_videos(state, entries.keys(), priorities))
+    order = [v.video_id for v in in_order]
+    plain: Any = map(eq, map(decide._PLAN_FIELDS, in_order), repeat(decide._PLAIN_PLAN))
+    if priorities:
+        plain = map(and_, plain, map(not_, map(priorities.__contains__, order)))
+    others = list(compress(range(len(order)), map(not_, plain)))
+    runs = [PlanRow(vid, "run", "pending") for vid in order]
+    waiting: list[int] = []
+    for i in others:
+        vid, v = order[i], in_order[i]
+        wait = decide.retry_wait(v, now, math.inf) if v.not_before is not None else 0
+        if wait > 0 and v.status is Status.PENDING:
+            left = (parse_ts(v.not_before or "") - now).total_seconds()
+            until = v.not_before if left <= wait else format_ts(now + timedelta(seconds=wait))
+            why = f"backoff after attempt {v.attempt} until {until}: {v.error}"
+            waits.append(row(PlanRow, (vid, "wait", why, round(wait, 3))))
+            waiting.append(i)
+            continue
+        if v.status is Status.INTERRUPTED:
+            reason = "interrupted: redone first"
+        else:
+            reason = "pending" if v.failures == 0 else f"retry after {v.failures} failure(s)"
+            if v.priority_boost:
+                reason += ", prioritized (nkoctl prioritize)"
+            elif priorities and priorities.get(vid):
+                reason += f", priority {priorities[vid]}"
+        if v.redo:
+            reason += "; redo: the previous output is archived when this one is committed"
+        runs[i] = PlanRow(vid, "run", reason)
+    runs = [r for i, r in enumerate(runs) if i not in set(waiting)]
+    placed = set(order)
+    for vid in filterfalse(placed.__contains__, videos):
+        v = videos[vid]
+        if v.status in (Status.PENDING, Status.INTERRUPTED):
+            if v.skipped:
+                why = f"skipped: {v.skip_reason}" if v.skip_reason else "skipped"
+                rest.append(PlanRow(vid, "skip", f"{why} (nkoctl unskip {vid})"))
+            else:
+                rest.append(PlanRow(vid, "skip", "removed: not in the manifest any more (runs if its line returns)"))
+        elif v.status is Status.COMPLETED:
+            reason = "completed" + (" (imported)" if v.imported else "")
+            if steering.changed_since_completed(v, entries):
+                reason += f"; changed since completed: nkoctl redo {vid}"
+            rest.append(PlanRow(vid, "skip", reason))
+        elif v.status is Status.FAILED:
+            rest.append(PlanRow(vid, "skip", f"failed: {v.error} (nkoctl retry {vid})"))
+        elif v.status is Status.RUNNING:
+            rest.append(PlanRow(vid, "skip", "running now"))
+    return runs + waits + rest
+
+
+@given(steering_events, st.data())
+def test_plan_with_its_shortcuts_equals_plan_without_them(log: list[dict[str, Any]], data: st.DataObject) -> None:
+    """decide.plan's rows, and with `every_video_available` (told when each video has an entry), equal the
+    rows of plan without shortcuts, over varied states (failed, skipped, prioritized, redone, backoff) and
+    entries (some videos' only, in another order, unknown ids, entry priorities)."""
+    p = Projector(fold(log))
+    ids = data.draw(st.lists(st.sampled_from([*p.videos, "new1", "new2"]), unique=True))
+    priority = st.sampled_from([0, 0, 1, 2, -1])
+    entries = {vid: {"path": "x", "priority": data.draw(priority)} for vid in ids}
+    now = data.draw(st.sampled_from([NOW, datetime(2020, 1, 1, tzinfo=UTC), datetime(2030, 1, 1, tzinfo=UTC)]))
+    expected = _plan_before(p, entries, now)
+    assert decide.plan(p, entries, now) == expected
+    if all(vid in entries for vid in p.videos):
+        assert decide.plan(p, entries, now, every_video_available=True) == expected
+
+
+def _plan_text_before(d: DataDir) -> str:
+    """`plan --json`'s text for `d` as plan computed it before its shortcuts (the manifest's new ids
+    looked up one by one, the rows by `_plan_before`)."""
+    from itertools import filterfalse
+
+    from nkod import steering
+    from nkod.ctl.cli import Ctl
+
+    p = snapshot.replay(d.log, d.root / "snapshot.json").projector
+    entries = manifest.load(d.root / "videos.jsonl").entries
+    new = list(filterfalse(p.videos.__contains__, entries))
+    if new:
+        p = steering.preview(p, [{"type": "videos_added", "video_ids": new}], p.last_ts or "1970-01-01T00:00:00Z")
+    shown, _queued = Ctl(d.root).with_queued_requests(p, entries, None)
+    rows = _plan_before(shown, entries, datetime.now(UTC))
+    fresh = set(new)
+    rows = [r._replace(reason=r.reason + " (new in the manifest)") if r.video_id in fresh else r for r in rows]
+    return "".join(queue.plan_json(rows))
+
+
+def test_nkoctl_plan_of_a_manifest_the_daemon_added_whole_is_the_plan_without_shortcuts(tmp_path: Path) -> None:
+    """`nkoctl plan --json` on a manifest whose ids are the log's videos in order (plan then skips the
+    lookup of each id) prints what plan without shortcuts prints: with the daemon stopped mid-run (an
+    interrupted video, the others pending; with an entry priority and without), with a request waiting, with a
+    line added."""
+    d = DataDir(tmp_path / "data", stop_grace=0.5, workers=2)
+    d.manifest([{"video_id": f"v{i}", "fail": "hang"} | ({"priority": 2} if i == 5 else {}) for i in range(12)])
+    proc = d.start()
+    try:
+        wait_for(lambda: d.types().count("video_started") == 2, what="two videos started")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    for step in ("stopped", "no priority", "request", "added"):
+        if step == "no priority":  # the same ids in the same order: the run order's queue taken whole
+            d.manifest([{"video_id": f"v{i}", "fail": "hang"} for i in range(12)])
+        elif step == "request":
+            assert d.ctl("skip", "v7").returncode == 0  # queued: the daemon is not running
+        elif step == "added":
+            d.manifest([{"video_id": "w1"}], append=True)
+        r = d.ctl("plan", "--json")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == _plan_text_before(d), step
