@@ -4,6 +4,7 @@ obvious way gives."""
 from __future__ import annotations
 
 import math
+import os
 import signal
 import zlib
 from collections.abc import Mapping
@@ -345,3 +346,67 @@ def test_nkoctl_plan_of_a_manifest_the_daemon_added_whole_is_the_plan_without_sh
         r = d.ctl("plan", "--json")
         assert r.returncode == 0, r.stderr
         assert r.stdout == _plan_text_before(d), step
+
+
+# -- the manifest read in a child process (nkoctl plan) -------------------------------------------------
+
+
+def _manifest_facts(m: manifest.Manifest) -> tuple[Any, ...]:
+    """Everything a Manifest says: its entries (parsed) in order with their line numbers, the priorities in
+    order, the problems, and whether the file was there and readable."""
+    entries = [(vid, m.entries[vid], m.entries.line_of(vid)) for vid in m.entries]
+    return entries, list(m.entries.priorities.items()), m.problems, m.readable, m.missing, m.path, len(m.entries)
+
+
+_bad_lines = st.sampled_from(
+    [b"", b"# a comment", b"{", b"\xff\xfe", b"[1]", b'  {"video_id":"ok-1","path":"a.mp4"}\r', b'{"video_id":"q"}']
+)
+
+
+@given(st.lists(st.one_of(_lines.map(orjson.dumps), _bad_lines), max_size=10), st.booleans(), st.booleans())
+def test_a_manifest_read_in_a_child_process_is_the_manifest_load_reads(
+    lines: list[bytes], bom: bool, known_ids: bool
+) -> None:
+    """LoadAside(path).result() gives what load(path) gives: the same entries, line numbers, priorities and
+    problems (bad lines, duplicates, a byte order mark, a last line without its newline), whether or not it
+    is handed the ids it may share."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "videos.jsonl"
+        path.write_bytes((manifest._BOM if bom else b"") + b"\n".join(lines))
+        expected = manifest.load(path)
+        known = dict.fromkeys(expected.entries) if known_ids else {"other": None}
+        got = manifest.LoadAside(path).result(known)
+        assert _manifest_facts(got) == _manifest_facts(expected)
+
+
+def test_a_missing_or_unreadable_manifest_read_aside_is_the_problem_load_reports(tmp_path: Path) -> None:
+    """No file, or a FIFO: the same problem (and flags) as load, and no wait on the FIFO."""
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    for path in (tmp_path / "none.jsonl", fifo):
+        assert _manifest_facts(manifest.LoadAside(path).result()) == _manifest_facts(manifest.load(path))
+
+
+def test_a_manifest_whose_child_process_was_killed_is_loaded_in_process(tmp_path: Path) -> None:
+    """The child killed before it wrote anything: result() still gives load's manifest (read here)."""
+    path = tmp_path / "videos.jsonl"
+    path.write_bytes(b"".join(b'{"video_id":"v%d","path":"a.mp4"}\n' % i for i in range(200_000)))
+    read = manifest.LoadAside(path)
+    children = Path(f"/proc/self/task/{os.getpid()}/children").read_text().split()
+    assert children, "no child process"
+    for pid in children:
+        os.kill(int(pid), signal.SIGKILL)
+    assert _manifest_facts(read.result()) == _manifest_facts(manifest.load(path))
+
+
+def test_a_manifest_of_the_known_ids_in_order_shares_their_strings(tmp_path: Path) -> None:
+    """When the manifest's ids are the caller's known ids in the same order, the entries hold those very
+    strings (no second million of them; lookups of one in the other find the same object)."""
+    path = tmp_path / "videos.jsonl"
+    path.write_bytes(b"".join(b'{"video_id":"v%d","path":"a.mp4"}\n' % i for i in range(50)))
+    known = {f"v{i}": None for i in range(50)}
+    m = manifest.LoadAside(path).result(known)
+    assert all(a is b for a, b in zip(m.entries, known, strict=True))
+    assert m.entries["v3"] == {"video_id": "v3", "path": str(tmp_path / "a.mp4")}
