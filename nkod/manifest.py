@@ -420,12 +420,18 @@ class LoadAside:
     the child and gives what `load` gives: the child writes what it read to a memory file (the entries' ids,
     lines and line numbers, the priorities and the problems as they are) and the Manifest is made from it
     in a few C-level passes. If anything goes wrong there (no fork, the child failing or killed), or the
-    file is missing or unreadable, `result` loads the manifest itself, as `load` does."""
+    file is missing or unreadable, `result` loads the manifest itself, as `load` does; so does a file under
+    `min_bytes` (a few ms to read here, less than a fork costs)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, min_bytes: int = 1 << 20) -> None:
         self.path = path
         self._pid: int | None = None
         self._fd: int | None = None
+        try:
+            if os.stat(path).st_size < min_bytes:
+                return
+        except OSError:  # (load says what is wrong)
+            return
         try:
             fd = os.memfd_create("nkod-manifest", os.MFD_CLOEXEC)
         except (AttributeError, OSError):  # not Linux

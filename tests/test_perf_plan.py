@@ -291,10 +291,13 @@ def _plan_before(state: Projector, entries: Mapping[str, Any], now: datetime) ->
 def test_plan_with_its_shortcuts_equals_plan_without_them(log: list[dict[str, Any]], data: st.DataObject) -> None:
     """decide.plan's rows, and with `every_video_available` (told when each video has an entry), equal the
     rows of plan without shortcuts, over varied states (failed, skipped, prioritized, redone, backoff) and
-    entries (some videos' only, in another order, unknown ids, entry priorities)."""
-    p = Projector(fold(log))
-    ids = data.draw(st.lists(st.sampled_from([*p.videos, "new1", "new2"]), unique=True))
-    priority = st.sampled_from([0, 0, 1, 2, -1])
+    entries (some videos' only, in another order, unknown ids, entry priorities), the queue in the videos'
+    order or another."""
+    s = fold(log)
+    p = Projector(s._replace(queue_order=tuple(data.draw(st.permutations(s.queue_order)))))
+    every = st.just(list(p.videos))  # (the case plan's shortcuts are for: the manifest is the log's videos)
+    ids = data.draw(st.one_of(every, st.lists(st.sampled_from([*p.videos, "new1", "new2"]), unique=True)))
+    priority = st.sampled_from([0, 0, 1, 2, -1]) if data.draw(st.booleans()) else st.just(0)
     entries = {vid: {"path": "x", "priority": data.draw(priority)} for vid in ids}
     now = data.draw(st.sampled_from([NOW, datetime(2020, 1, 1, tzinfo=UTC), datetime(2030, 1, 1, tzinfo=UTC)]))
     expected = _plan_before(p, entries, now)
@@ -328,17 +331,25 @@ def test_nkoctl_plan_of_a_manifest_the_daemon_added_whole_is_the_plan_without_sh
     lookup of each id) prints what plan without shortcuts prints: with the daemon stopped mid-run (an
     interrupted video, the others pending; with an entry priority and without), with a request waiting, with a
     line added."""
-    d = DataDir(tmp_path / "data", stop_grace=0.5, workers=2)
-    d.manifest([{"video_id": f"v{i}", "fail": "hang"} | ({"priority": 2} if i == 5 else {}) for i in range(12)])
+    d = DataDir(tmp_path / "data", stop_grace=0.5)
+    n = 20_000  # a manifest over 1 MiB: read in a child process (manifest.LoadAside)
+    priorities = {5: 2, 7: 1, 9: -1}  # v5 starts first and is interrupted; v7 then runs first, v9 last
+    d.manifest(
+        [
+            {"video_id": f"v{i}", "fail": "hang"} | ({"priority": priorities[i]} if i in priorities else {})
+            for i in range(n)
+        ]
+    )
+    assert (d.root / "videos.jsonl").stat().st_size > 1 << 20
     proc = d.start()
     try:
-        wait_for(lambda: d.types().count("video_started") == 2, what="two videos started")
+        wait_for(lambda: "video_started" in d.types(), what="a video started")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     for step in ("stopped", "no priority", "request", "added"):
         if step == "no priority":  # the same ids in the same order: the run order's queue taken whole
-            d.manifest([{"video_id": f"v{i}", "fail": "hang"} for i in range(12)])
+            d.manifest([{"video_id": f"v{i}", "fail": "hang"} for i in range(n)])
         elif step == "request":
             assert d.ctl("skip", "v7").returncode == 0  # queued: the daemon is not running
         elif step == "added":
@@ -377,7 +388,7 @@ def test_a_manifest_read_in_a_child_process_is_the_manifest_load_reads(
         path.write_bytes((manifest._BOM if bom else b"") + b"\n".join(lines))
         expected = manifest.load(path)
         known = dict.fromkeys(expected.entries) if known_ids else {"other": None}
-        got = manifest.LoadAside(path).result(known)
+        got = manifest.LoadAside(path, min_bytes=0).result(known)
         assert _manifest_facts(got) == _manifest_facts(expected)
 
 
@@ -386,14 +397,14 @@ def test_a_missing_or_unreadable_manifest_read_aside_is_the_problem_load_reports
     fifo = tmp_path / "fifo.jsonl"
     os.mkfifo(fifo)
     for path in (tmp_path / "none.jsonl", fifo):
-        assert _manifest_facts(manifest.LoadAside(path).result()) == _manifest_facts(manifest.load(path))
+        assert _manifest_facts(manifest.LoadAside(path, min_bytes=0).result()) == _manifest_facts(manifest.load(path))
 
 
 def test_a_manifest_whose_child_process_was_killed_is_loaded_in_process(tmp_path: Path) -> None:
     """The child killed before it wrote anything: result() still gives load's manifest (read here)."""
     path = tmp_path / "videos.jsonl"
     path.write_bytes(b"".join(b'{"video_id":"v%d","path":"a.mp4"}\n' % i for i in range(200_000)))
-    read = manifest.LoadAside(path)
+    read = manifest.LoadAside(path, min_bytes=0)
     children = Path(f"/proc/self/task/{os.getpid()}/children").read_text().split()
     assert children, "no child process"
     for pid in children:
@@ -407,6 +418,6 @@ def test_a_manifest_of_the_known_ids_in_order_shares_their_strings(tmp_path: Pat
     path = tmp_path / "videos.jsonl"
     path.write_bytes(b"".join(b'{"video_id":"v%d","path":"a.mp4"}\n' % i for i in range(50)))
     known = {f"v{i}": None for i in range(50)}
-    m = manifest.LoadAside(path).result(known)
+    m = manifest.LoadAside(path, min_bytes=0).result(known)
     assert all(a is b for a, b in zip(m.entries, known, strict=True))
     assert m.entries["v3"] == {"video_id": "v3", "path": str(tmp_path / "a.mp4")}
