@@ -144,7 +144,7 @@ class Entries(Mapping[str, dict[str, "Any"]]):  # (a string: typing is not impor
 
 
 class _EntriesRead(Entries):
-    """Entries read back from `load_aside`'s child: the ids alone in the dict (one C pass, no pair made per
+    """Entries read back from `LoadAside`'s child: the ids alone in the dict (one C pass, no pair made per
     id), the lines joined as the child wrote them, split when a first entry is asked for (plan of a big
     manifest not yet started asks for none)."""
 
@@ -457,6 +457,8 @@ class LoadAside:
             assert self._fd is not None
             try:
                 return _read_loaded(self._fd, self.path, known)
+            except (OSError, ValueError, KeyError, TypeError):  # (orjson.JSONDecodeError is a ValueError)
+                pass  # not what the child should have written: read here
             finally:
                 self.discard()
         self.discard()

@@ -421,3 +421,20 @@ def test_a_manifest_of_the_known_ids_in_order_shares_their_strings(tmp_path: Pat
     m = manifest.LoadAside(path, min_bytes=0).result(known)
     assert all(a is b for a, b in zip(m.entries, known, strict=True))
     assert m.entries["v3"] == {"video_id": "v3", "path": str(tmp_path / "a.mp4")}
+
+
+@pytest.mark.parametrize("keep", [0, 10, 0.5, 0.9])
+def test_a_cut_short_result_of_the_manifests_child_is_refused(tmp_path: Path, keep: float) -> None:
+    """What the child wrote, cut short anywhere (a child killed while writing it): an error, never a
+    Manifest with fewer entries (LoadAside.result then loads the manifest itself)."""
+    path = tmp_path / "videos.jsonl"
+    path.write_bytes(b"".join(b'{"video_id":"v%d","path":"a.mp4"}\n' % i for i in range(1000)) + b"bad\n")
+    fd = os.memfd_create("test")
+    try:
+        assert manifest._write_loaded(fd, manifest.load(path)) == 0
+        size = os.fstat(fd).st_size
+        os.ftruncate(fd, int(keep * size) if isinstance(keep, float) else keep)
+        with pytest.raises(ValueError):
+            manifest._read_loaded(fd, path, None)
+    finally:
+        os.close(fd)
