@@ -271,11 +271,14 @@ def plan(
     available: Iterable[str] | Mapping[str, Any],
     now: datetime,
     max_wait: float = math.inf,
+    every_video_available: bool = False,
 ) -> list[PlanRow]:
     """What the daemon would do with every video, in order (`nkoctl plan`, the seed's --dry-run).
 
     `available`: the entries videos may run from (ids alone will do: then no entry priorities). A
-    Projector is only read (its indexes give the order; a State gets them built)."""
+    Projector is only read (its indexes give the order; a State gets them built).
+    `every_video_available`: the caller knows each of the state's videos has an entry in `available`
+    (then the run order needs no lookup of each id in it)."""
     entries: Mapping[str, Any] = available if isinstance(available, Mapping) else dict.fromkeys(available)
     priorities = steering.entry_priorities(entries)
     indexed = state if isinstance(state, Projector) else Projector(state)
@@ -286,7 +289,8 @@ def plan(
     pending, interrupted = Status.PENDING, Status.INTERRUPTED
     waits: list[PlanRow] = []
     rest: list[PlanRow] = []
-    in_order = list(steering.run_order_videos(indexed, entries.keys(), priorities))  # keys(): a C-level `in`
+    runnable = None if every_video_available else entries.keys()  # keys(): a C-level `in`
+    in_order = list(steering.run_order_videos(indexed, runnable, priorities))
     order = list(map(_VIDEO_ID, in_order))
     # Every row is first made as a plain "pending" run, in C-level passes (a million of them); then the
     # videos that wait for something else (a backoff, failures, a boost, a redo, an entry priority) get
@@ -324,8 +328,9 @@ def plan(
         runs = list(compress(runs, keep))
     # The videos not in the run order (skipped, removed, completed, failed, running): none when every
     # video is in it (a big manifest not yet started), else those not placed (C-level).
-    placed = set(order) if len(order) < len(videos) else videos
-    for vid in filterfalse(placed.__contains__, videos):
+    # (The run order names each video at most once: when it names as many as there are, it names all.)
+    unplaced = filterfalse(set(order).__contains__, videos) if len(order) < len(videos) else ()
+    for vid in unplaced:
         v = videos[vid]
         if v.status in (Status.PENDING, Status.INTERRUPTED):
             if v.skipped:

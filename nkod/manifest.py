@@ -9,6 +9,7 @@ bounded. A UTF-8 byte order mark at the start of the file is ignored.
 from __future__ import annotations
 
 import io
+import mmap
 import os
 import re
 from array import array
@@ -78,7 +79,7 @@ class Entries(Mapping[str, dict[str, "Any"]]):  # (a string: typing is not impor
         self._searches = 0
 
     def __getitem__(self, vid: str) -> dict[str, Any]:
-        obj: dict[str, Any] = orjson.loads(self._raw[vid])
+        obj: dict[str, Any] = orjson.loads(self._line(vid))
         if isinstance(obj.get("path"), str):
             obj["path"] = os.path.join(self._base, obj["path"])  # an absolute path stays as it is
         return obj
@@ -98,15 +99,23 @@ class Entries(Mapping[str, dict[str, "Any"]]):  # (a string: typing is not impor
 
     def line_of(self, vid: str) -> int:
         """The number of the line `vid` was read from (KeyError if none)."""
+        return self._numbers[self._position(vid)]
+
+    def _line(self, vid: str) -> bytes:
+        """The bytes of `vid`'s line (KeyError if none)."""
+        return self._raw[vid]
+
+    def _position(self, vid: str) -> int:
+        """Where `vid` is in the file order of the entries (KeyError if none)."""
         positions = self._positions
         if positions is None:
             if vid not in self._raw:
                 raise KeyError(vid)
             self._searches += 1
             if self._searches <= _SEARCHES:  # a few duplicates: a scan (C), not an index of a million ids
-                return self._numbers[indexOf(self._raw, vid)]
+                return indexOf(self._raw, vid)
             positions = self._positions = dict(zip(self._raw, range(len(self._raw)), strict=True))
-        return self._numbers[positions[vid]]
+        return positions[vid]
 
     def _add(self, vid: str, line: bytes, priority: int, number: int) -> None:
         if self._positions is not None:
@@ -132,6 +141,25 @@ class Entries(Mapping[str, dict[str, "Any"]]):  # (a string: typing is not impor
         self.priorities.pop(vid, None)
         if self._positions is not None:
             del self._positions[vid]
+
+
+class _EntriesRead(Entries):
+    """Entries read back from `LoadAside`'s child: the ids alone in the dict (one C pass, no pair made per
+    id), the lines joined as the child wrote them, split when a first entry is asked for (plan of a big
+    manifest not yet started asks for none)."""
+
+    def __init__(self, base: str, ids: dict[str, object], lines: bytes) -> None:
+        """`ids`: a dict whose keys are the entries' ids in file order (its values are not used)."""
+        super().__init__(base)
+        self._raw = ids  # type: ignore[assignment]  # (values unused: the lines are apart)
+        self._joined: bytes | None = lines
+        self._lines: list[bytes] = []
+
+    def _line(self, vid: str) -> bytes:
+        position = self._position(vid)
+        if self._joined is not None:
+            self._lines, self._joined = self._joined.split(b"\n"), None
+        return self._lines[position]
 
 
 class _Lines(Mapping[str, int]):
@@ -384,6 +412,124 @@ def load(path: Path) -> Manifest:
         m = Manifest(path=path, readable=False)
         m.problems.append(Problem(str(path), 0, f"cannot read the manifest: {exc.strerror or exc}"))
         return m
+
+
+class LoadAside:
+    """`load(path)` run in a child process while this one does other work (nkoctl plan reads a million-video
+    snapshot meanwhile: on a second core the two take the time of the longer, ~1 s each). `result` waits for
+    the child and gives what `load` gives: the child writes what it read to a memory file (the entries' ids,
+    lines and line numbers, the priorities and the problems as they are) and the Manifest is made from it
+    in a few C-level passes. If anything goes wrong there (no fork, the child failing or killed), or the
+    file is missing or unreadable, `result` loads the manifest itself, as `load` does; so does a file under
+    `min_bytes` (a few ms to read here, less than a fork costs)."""
+
+    def __init__(self, path: Path, min_bytes: int = 1 << 20) -> None:
+        self.path = path
+        self._pid: int | None = None
+        self._fd: int | None = None
+        try:
+            if os.stat(path).st_size < min_bytes:
+                return
+        except OSError:  # (load says what is wrong)
+            return
+        try:
+            fd = os.memfd_create("nkod-manifest", os.MFD_CLOEXEC)
+        except (AttributeError, OSError):  # not Linux
+            return
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(fd)
+            return
+        if pid == 0:  # the child: never returns (os._exit: no cleanup of the parent's objects, no flush of its files)
+            code = 1
+            try:
+                code = _write_loaded(fd, load(path))
+            finally:
+                os._exit(code)
+        self._pid, self._fd = pid, fd
+
+    def result(self, known: Mapping[str, object] | None = None) -> Manifest:
+        """The manifest. `known`: a dict of ids the caller holds (the log's videos); when the manifest's ids
+        are its keys in the same order, the entries' ids are a copy of it (no million new strings nor
+        inserts, and a lookup of an id of one in the other finds the very same string at once)."""
+        if self._finish():
+            assert self._fd is not None
+            try:
+                return _read_loaded(self._fd, self.path, known)
+            except (OSError, ValueError, KeyError, TypeError):  # (orjson.JSONDecodeError is a ValueError)
+                pass  # not what the child should have written: read here
+            finally:
+                self.discard()
+        self.discard()
+        return load(self.path)
+
+    def discard(self) -> None:
+        """Wait for the child (if it still runs) and let go of what it wrote."""
+        self._finish()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _finish(self) -> bool:
+        """Wait for the child; whether it wrote the manifest."""
+        if self._pid is None:
+            return False
+        pid, self._pid = self._pid, None
+        _pid, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status) == 0
+
+
+def _write_loaded(fd: int, m: Manifest) -> int:
+    """Write `m` to `fd` for `_read_loaded`; 0, or 2 when `m` is a missing or unreadable file's (the parent
+    loads that itself: it costs nothing)."""
+    if m.missing or not m.readable:
+        return 2
+    entries = m.entries
+    ids = "\n".join(entries._raw).encode()
+    lines = b"\n".join(entries._raw.values())  # (a line never holds a newline)
+    numbers = entries._numbers.tobytes()
+    head = orjson.dumps(
+        {
+            "n": len(entries._raw),
+            "sizes": [len(ids), len(lines), len(numbers)],
+            "priorities": entries.priorities,
+            "problems": [p.as_dict() for p in m.problems],
+        }
+    )
+    with os.fdopen(os.dup(fd), "wb") as out:
+        for part in (head, b"\n", ids, lines, numbers):
+            out.write(part)
+    return 0
+
+
+def _read_loaded(fd: int, path: Path, known: Mapping[str, object] | None) -> Manifest:
+    """The Manifest `_write_loaded` wrote to `fd`."""
+    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
+        end = mm.find(b"\n")
+        head = orjson.loads(mm[:end])
+        n, (ids_size, lines_size, numbers_size) = head["n"], head["sizes"]
+        at = end + 1
+        ids_data = mm[at : at + ids_size]
+        at += ids_size
+        lines = mm[at : at + lines_size]
+        at += lines_size
+        numbers = mm[at : at + numbers_size]
+    ids: dict[str, object]
+    if type(known) is dict and len(known) == n and "\n".join(known).encode() == ids_data:
+        ids = known.copy()  # the same keys in the same order: the C copy of its table (~15x dict.fromkeys)
+    else:
+        ids = dict.fromkeys(ids_data.decode().split("\n") if n else [])
+    if len(ids) != n or len(numbers) != n * _NUMBER_SIZE or lines.count(b"\n") != max(n - 1, 0):
+        raise ValueError("the manifest's child process wrote an incomplete result")
+    m = Manifest(path=path, entries=_EntriesRead(os.path.dirname(path), ids, lines))
+    m.entries._numbers.frombytes(numbers)
+    m.entries.priorities = head["priorities"]
+    m.problems = [Problem(p["path"], p["line"], p["error"]) for p in head["problems"]]
+    return m
+
+
+_NUMBER_SIZE = array("L").itemsize
 
 
 class Reader:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from itertools import filterfalse
-from operator import attrgetter
+from itertools import compress, filterfalse, repeat
+from operator import attrgetter, is_
 
 import orjson
 
@@ -107,6 +107,7 @@ def with_entries(videos: Mapping[str, Video], available: Mapping[str, Any]) -> d
 
 _video_id_of = attrgetter("video_id")
 _skipped_of = attrgetter("skipped")
+_status_of = attrgetter("status")
 
 
 def entry_priority(entry: Mapping[str, Any]) -> int:
@@ -135,10 +136,18 @@ def run_order(
 
 
 def run_order_videos(
-    projector: Projector, available: Mapping[str, Any] | AbstractSet[str], priorities: Mapping[str, int]
+    projector: Projector, available: Mapping[str, Any] | AbstractSet[str] | None, priorities: Mapping[str, int]
 ) -> Iterator[Video]:
-    """`run_order`'s videos themselves (plan looks at each: no second lookup by id for a million)."""
+    """`run_order`'s videos themselves (plan looks at each: no second lookup by id for a million).
+
+    `available` None: every video the projector knows has an entry (the caller checked: a million
+    lookups by id fewer), and all of the order is wanted (plan: the queue's part is then made whole)."""
     videos = projector.videos
+    if available is None:
+        available = videos.keys()
+        every = True
+    else:
+        every = False
     for vid in projector.redo:
         redo = videos[vid]
         if vid in available and not redo.skipped:
@@ -164,14 +173,29 @@ def run_order_videos(
                 if not queued.skipped:
                     yield queued
     else:  # the common case, and a million-video queue: the same filter in C-level passes (still lazy)
-        listed = filter(available.__contains__, projector.queue)
-        yield from filterfalse(_skipped_of, map(videos.__getitem__, listed))
+        listed = (
+            _queue_videos(projector)
+            if every
+            else map(videos.__getitem__, filter(available.__contains__, projector.queue))
+        )
+        yield from filterfalse(_skipped_of, listed)
     for vid in ranked:
         if priorities[vid] >= 0:
             continue
         v = videos.get(vid)
         if v is not None and v.status is Status.PENDING and not v.skipped and vid not in seen and vid in available:
             yield v
+
+
+def _queue_videos(projector: Projector) -> Iterable[Video]:
+    """The queue's videos, in its order. When the queue is the pending videos in the videos' own order (a
+    big manifest added and not yet started), they are taken in passes over the videos in memory order: a
+    lookup of each of a million ids by hash lands on a cold cache line each time (~2x slower)."""
+    videos, queue = projector.videos, projector.queue
+    pending = list(map(is_, map(_status_of, videos.values()), repeat(Status.PENDING)))
+    if list(compress(videos, pending)) == list(queue):
+        return list(compress(videos.values(), pending))
+    return map(videos.__getitem__, queue)
 
 
 # -- manifest entries that changed or went away ------------------------------------------------------
