@@ -617,7 +617,8 @@ class Bench:
                 "1M / 1k",
                 "≤ 2 s",
                 big["plan_s"] <= 2.0,
-                "after the daemon stopped (its snapshot of 1M videos); output to /dev/null",
+                "median of 3; after the daemon stopped (its snapshot of 1M videos); output to /dev/null; a manifest"
+                " over 1 MiB is read in a child process while the snapshot is read (on a second core, if free)",
             )
         )
 
@@ -655,7 +656,7 @@ class Bench:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=600)
         plan = [str(BIN / "nkoctl"), "--data-dir", str(root), "plan", "--json"]
-        out["plan_s"] = statistics.median(_walls(plan, 1 if n > 10_000 else 3))
+        out["plan_s"] = statistics.median(_walls(plan, 3))  # one run swings by ±0.4 s on a shared box
         shutil.rmtree(root, ignore_errors=True)
         return out
 
