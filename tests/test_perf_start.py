@@ -189,6 +189,36 @@ def test_an_early_read_of_a_log_that_changed_since_is_not_taken(tmp_path: Path) 
     assert headcrc.take(d / "events.jsonl") is None
 
 
+@pytest.mark.parametrize("extra", [0, 1, 4096, 100_000])
+def test_the_early_head_read_keeps_the_crc_at_the_snapshot_offset_its_first_line_gives(
+    tmp_path: Path, extra: int
+) -> None:
+    """After a crash nkod reads the log's CRC in a thread from its first moment; it finds the snapshot's offset
+    in the snapshot's first line (as bytes) and keeps the CRC at exactly that prefix, which is zlib's: the
+    load's check then reads nothing more. Another prefix is still right (read from the nearest mark)."""
+    log = tmp_path / "events.jsonl"
+    data = os.urandom(headcrc.STEP * 2 + 12345)
+    log.write_bytes(data)
+    p = Projector()
+    p.offset = headcrc.STEP + extra
+    p.seq = 123
+    first = snapshot.encode(p).partition(b"\n")[0]
+    target = headcrc._snapshot_offset(first)
+    assert target == p.offset
+    read = headcrc.PrefixCrc(str(log), headcrc._identity(log.stat()), target)
+    assert read.at(p.offset) == zlib.crc32(data[: p.offset])
+    assert read.whole and read.at_target == zlib.crc32(data[: p.offset])
+    assert read.at(p.offset + 1) == zlib.crc32(data[: p.offset + 1])
+
+
+def test_a_snapshot_first_line_without_the_writers_state_gives_no_offset() -> None:
+    """What is not nkod's snapshot header gives no offset to guess (the early read then keeps only its marks)."""
+    assert headcrc._snapshot_offset(b'{"crc":"00000000","doc":{"v":3}}') is None
+    assert headcrc._snapshot_offset(b'"state":{"seq":5,"offset":"12"}') is None
+    assert headcrc._snapshot_offset(b'"state":{"seq":5,"other":1,"offset":12}') is None
+    assert headcrc._snapshot_offset(b'"state":{"seq":5,"offset":12,') == 12
+
+
 def _big_log(d: DataDir, events: int) -> None:
     """Append `events` filler events (each ~170 bytes) to `d`'s log, with the seqs and times that follow."""
     last = d.events()[-1]
