@@ -419,19 +419,24 @@ class LoadAside:
     snapshot meanwhile: on a second core the two take the time of the longer, ~1 s each). `result` waits for
     the child and gives what `load` gives: the child writes what it read to a memory file (the entries' ids,
     lines and line numbers, the priorities and the problems as they are) and the Manifest is made from it
-    in a few C-level passes. If anything goes wrong there (no fork, the child failing or killed), or the
-    file is missing or unreadable, `result` loads the manifest itself, as `load` does; so does a file under
-    `min_bytes` (a few ms to read here, less than a fork costs)."""
+    in a few C-level passes. If anything goes wrong there (no fork, the child failing or killed, no wait for
+    it where SIGCHLD is ignored), the file changed since the child was started (`result` gives the file
+    as it is when called: plan reads the log meanwhile, and a line the daemon added from it must not look
+    removed), or the file is missing or unreadable, `result` loads the manifest itself, as `load` does; so
+    does a file under `min_bytes` (a few ms to read here, less than a fork costs)."""
 
     def __init__(self, path: Path, min_bytes: int = 1 << 20) -> None:
         self.path = path
         self._pid: int | None = None
         self._fd: int | None = None
+        self._before: tuple[int, ...] | None = None
         try:
-            if os.stat(path).st_size < min_bytes:
-                return
+            st = os.stat(path)
         except OSError:  # (load says what is wrong)
             return
+        if st.st_size < min_bytes:
+            return
+        self._before = _version(st)
         try:
             fd = os.memfd_create("nkod-manifest", os.MFD_CLOEXEC)
         except (AttributeError, OSError):  # not Linux
@@ -453,7 +458,7 @@ class LoadAside:
         """The manifest. `known`: a dict of ids the caller holds (the log's videos); when the manifest's ids
         are its keys in the same order, the entries' ids are a copy of it (no million new strings nor
         inserts, and a lookup of an id of one in the other finds the very same string at once)."""
-        if self._finish():
+        if self._finish() and self._unchanged():
             assert self._fd is not None
             try:
                 return _read_loaded(self._fd, self.path, known)
@@ -476,8 +481,23 @@ class LoadAside:
         if self._pid is None:
             return False
         pid, self._pid = self._pid, None
-        _pid, status = os.waitpid(pid, 0)
+        try:
+            _pid, status = os.waitpid(pid, 0)
+        except ChildProcessError:  # SIGCHLD ignored (inherited across exec): the kernel reaped it, status unknown
+            return False
         return os.waitstatus_to_exitcode(status) == 0
+
+    def _unchanged(self) -> bool:
+        """Whether the file is still the one, as it was, that the child was started on."""
+        try:
+            return _version(os.stat(self.path)) == self._before
+        except OSError:
+            return False
+
+
+def _version(st: os.stat_result) -> tuple[int, ...]:
+    """What changes when a file is written to, appended to or replaced."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _write_loaded(fd: int, m: Manifest) -> int:
