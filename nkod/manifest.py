@@ -8,10 +8,12 @@ bounded. A UTF-8 byte order mark at the start of the file is ignored.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import mmap
 import os
 import re
+import signal
 from array import array
 from collections.abc import Iterator, KeysView, Mapping
 from dataclasses import dataclass, field
@@ -441,17 +443,23 @@ class LoadAside:
             fd = os.memfd_create("nkod-manifest", os.MFD_CLOEXEC)
         except (AttributeError, OSError):  # not Linux
             return
+        # Ctrl+C or a TERM is held back across the fork: in the child it must land inside the try below (which
+        # ends in os._exit), never in the parent's code that a child would otherwise run on.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
         try:
             pid = os.fork()
         except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             os.close(fd)
             return
         if pid == 0:  # the child: never returns (os._exit: no cleanup of the parent's objects, no flush of its files)
             code = 1
             try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
                 code = _write_loaded(fd, load(path))
             finally:
                 os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         self._pid, self._fd = pid, fd
 
     def result(self, known: Mapping[str, object] | None = None) -> Manifest:
@@ -470,7 +478,10 @@ class LoadAside:
         return load(self.path)
 
     def discard(self) -> None:
-        """Wait for the child (if it still runs) and let go of what it wrote."""
+        """Stop the child (if it still runs: its result is not wanted), reap it and let go of what it wrote."""
+        if self._pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
         self._finish()
         if self._fd is not None:
             os.close(self._fd)
@@ -493,6 +504,9 @@ class LoadAside:
             return _version(os.stat(self.path)) == self._before
         except OSError:
             return False
+
+
+_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 def _version(st: os.stat_result) -> tuple[int, ...]:

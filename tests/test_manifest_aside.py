@@ -1,12 +1,15 @@
-"""Review of issue 13's status-by-POSIX-lock and plan-with-the-manifest-read-aside changes: each test names
-a case the pre-change code got right."""
+"""nkoctl plan's manifest read in a child process (manifest.LoadAside): each test names a case the in-process
+read got right, which the child must get right too."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
+
+import pytest
 
 from nkod import manifest
 from tests.helpers import DataDir, binary, env, wait_for
@@ -69,3 +72,25 @@ def test_a_manifest_rewritten_in_place_after_the_child_read_it_is_read_again(tmp
     new.write_bytes(b"".join(b'{"video_id":"w%d","path":"a.mp4"}\n' % i for i in range(1000)))
     os.rename(new, path)
     assert list(read.result().entries) == [f"w{i}" for i in range(1000)]
+
+
+def test_a_child_whose_result_is_not_wanted_is_killed_and_reaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When plan gives up (its log is damaged, Ctrl+C), `discard` stops the child at once instead of waiting
+    for its read to end, and reaps it: no child is left behind holding plan's output open."""
+    path = tmp_path / "videos.jsonl"
+    path.write_bytes(b'{"video_id":"v","path":"x.mp4"}\n' * 100)
+
+    def slow_load(p: Path) -> manifest.Manifest:  # the forked child runs this: a read that takes a minute
+        time.sleep(60)
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(manifest, "load", slow_load)
+    aside = manifest.LoadAside(path, min_bytes=1)
+    pid = aside._pid
+    assert pid is not None
+    t0 = time.monotonic()
+    aside.discard()
+    assert time.monotonic() - t0 < 20
+    assert not Path(f"/proc/{pid}").exists()  # reaped
