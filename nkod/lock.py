@@ -7,8 +7,9 @@ holding the PID, for people and older tooling; the holder puts it back if it is 
 (:meth:`DataDirLock.refresh`, on every loop pass).
 
 The holder also takes a POSIX write lock (fcntl F_SETLK, the whole file) on ``nkod.lock``, so who holds the
-lock can be asked with F_GETLK, which answers with the holder's PID; without it (an older nkod, a POSIX lock
-lost), or when it answers nobody, who holds the lock is read from ``/proc/locks`` (nkod/proclocks.py). Never
+lock can be asked with F_GETLK, which answers with the holder's PID (and status takes no POSIX lock plus a
+PID in the file that is no living process's as nobody); otherwise (an older nkod, a POSIX lock lost) who
+holds the lock is read from ``/proc/locks`` (nkod/proclocks.py). Never
 by trying to take it: status must not race a starting daemon. A POSIX lock is dropped when its process
 closes any fd of the file, so the holder opens ``nkod.lock`` only through this module and takes it again on
 every :meth:`DataDirLock.refresh` (one fcntl; the flocks are what exclude, the POSIX lock only answers).

@@ -5,8 +5,10 @@ The first read of /proc/locks in a process can wait a scheduler tick or more (he
 takes its file-lock lock for writing, which waits for an RCU grace period. So the holder also takes a POSIX
 write lock on ``nkod.lock`` (nkod.lock), which F_GETLK names with its PID without that wait (it takes
 nothing: status must not race a starting daemon). Only a living process holds a POSIX lock, so a holder
-named so is an answer; "nobody" is not (an older nkod, a holder that lost its POSIX lock, a holder in another
-PID namespace...): then /proc/locks decides, as `nkoctl status` starts reading it in a thread before it
+named so is an answer. "No POSIX lock" is one only when the PID written in ``nkod.lock`` (every holder
+writes its own) is no living process's: the last holder has exited (`EXITED`; status's display takes it).
+Otherwise (an older nkod, a holder that lost its POSIX lock, a holder in another PID namespace...)
+/proc/locks decides, as `nkoctl status` starts reading it in a thread before it
 imports anything (`prefetch`): the answer is the one of that moment, tens of milliseconds earlier, as if
 status had run then.
 
@@ -39,10 +41,11 @@ def _read_into(box: list[str | OSError], done: _thread.LockType | None = None) -
 
 
 def prefetch(lock_file: str) -> None:
-    """Start reading /proc/locks now, unless `lock_file`'s POSIX lock names its holder (then `holder_pid`
-    asks that again, and never reads /proc/locks); the next `read` in this process returns that text."""
+    """Start reading /proc/locks now, unless `lock_file` answers who holds the lock (`posix_answer`: then
+    `holder_pid(..., trust_exited=True)` asks that again, and never reads /proc/locks); the next `read` in
+    this process returns that text."""
     global _early
-    if posix_holder(lock_file) is not None:
+    if posix_answer(lock_file) is not None:
         return
     box: list[str | OSError] = []
     done = _thread.allocate_lock()
@@ -100,10 +103,16 @@ _ASK_WRITE_LOCK = fcntl.F_WRLCK.to_bytes(2, sys.byteorder) + bytes(_FLOCK_SIZE -
 POSIX_QUERY = sys.platform == "linux" and sys.maxsize > 2**32
 
 
-def posix_holder(lock_file: str) -> int | None:
-    """The PID of the lock's holder from its POSIX write lock on `lock_file` (asked with F_GETLK, which takes
-    nothing), when that PID is also the one written in the file; None otherwise, which says nothing about
-    whether the lock is held (see the module's docstring). Never creates the file; a FIFO does not block it."""
+EXITED = 0  # `posix_answer`: nkod.lock's last holder has exited and nobody took the lock since
+
+
+def posix_answer(lock_file: str) -> int | None:
+    """Who holds the lock, from `lock_file` alone (no /proc/locks): the holder's PID from its POSIX write lock
+    (asked with F_GETLK, which takes nothing) when that PID is also the one written in the file; EXITED when
+    there is no POSIX lock on the file and the PID written in it is no living process's (every holder writes
+    its PID first, so the last one has exited: a clean stop or a crash); None when it cannot tell (an older
+    nkod holds no POSIX lock; a PID from another namespace; no file), which says nothing either way. Never
+    creates the file; a FIFO does not block it."""
     if not POSIX_QUERY:
         return None
     try:
@@ -114,24 +123,45 @@ def posix_holder(lock_file: str) -> int | None:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
         answer = fcntl.fcntl(fd, fcntl.F_GETLK, _ASK_WRITE_LOCK)
-        if int.from_bytes(answer[:2], sys.byteorder) == fcntl.F_UNLCK:
+        written = _pid_in_fd(fd)
+        if written is None or written <= 0:
             return None
+        if int.from_bytes(answer[:2], sys.byteorder) == fcntl.F_UNLCK:
+            try:
+                os.kill(written, 0)  # (signal 0: only whether the process exists)
+            except ProcessLookupError:
+                return EXITED
+            except OSError:  # (EPERM: it exists, another user's)
+                return None
+            return None  # alive: an older nkod (flock only) may be holding
         pid = int.from_bytes(answer[_L_PID : _L_PID + 4], sys.byteorder, signed=True)
         # The PID the holder wrote before it took the POSIX lock: another process's lock on the file, or a PID
         # from another namespace (0), is no answer.
-        return pid if pid > 0 and pid == _pid_in_fd(fd) else None
+        return pid if pid > 0 and pid == written else None
     except OSError:
         return None
     finally:
         os.close(fd)
 
 
-def holder_pid(root: str, lock_file: str, dir_lock: bool = True) -> int | None:
+def posix_holder(lock_file: str) -> int | None:
+    """The holder's PID as `posix_answer` gives it; None otherwise, which says nothing about whether the lock
+    is held."""
+    return posix_answer(lock_file) or None
+
+
+def holder_pid(root: str, lock_file: str, dir_lock: bool = True, trust_exited: bool = False) -> int | None:
     """PID holding the lock on data directory `root` (its flock, or `lock_file`'s), from the holder's POSIX
-    lock on `lock_file` or else /proc/locks; None when nobody does. See nkod.lock.holder_pid."""
-    pid = posix_holder(lock_file)
-    if pid is not None:
+    lock on `lock_file` or else /proc/locks; None when nobody does. See nkod.lock.holder_pid.
+    `trust_exited`: also take `posix_answer`'s EXITED (the PID in `lock_file` is no living process's, and no
+    POSIX lock) as nobody, without /proc/locks. Only status's display takes it: it could be wrong for an
+    older nkod (no POSIX lock) in another PID namespace, or for the moment between a hand-made `lock_file`
+    and the daemon's next loop pass, which puts its own back."""
+    pid = posix_answer(lock_file)
+    if pid:
         return pid
+    if pid == EXITED and trust_exited:
+        return None
     targets: list[os.stat_result] = []
     for path, wanted in ((root, dir_lock), (lock_file, True)):
         if not wanted:

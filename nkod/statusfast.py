@@ -385,7 +385,9 @@ def status_doc(root: str) -> dict[str, Any]:
     if not os.path.isdir(root) or requests_pending(root):
         raise Fallback("no data dir, or requests waiting")
     state, summary = read(root)
-    pid = proclocks.holder_pid(root, os.path.join(root, "nkod.lock"))  # (read in a thread since main began)
+    # nkod.lock answers at once while nkod runs, or once it has stopped or died; else /proc/locks does (read in
+    # a thread since main began).
+    pid = proclocks.holder_pid(root, os.path.join(root, "nkod.lock"), trust_exited=True)
     act = activity(root) if pid else None
     session = statusview.live_session_seconds(act, pid, time.monotonic())
     doc = statusview.status_doc(state, datetime.now(UTC), pid, act, session, summary)
