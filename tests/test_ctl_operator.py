@@ -12,6 +12,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -386,6 +387,43 @@ def test_log_follow_ctrl_c_exits_130(done: DataDir) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+HOLD_LOCK = (
+    "import sys, pathlib; from nkod import lock; lock.acquire(pathlib.Path(sys.argv[1])); print(flush=True); "
+    "sys.stdin.read()"
+)
+
+
+def test_ctrl_c_while_waiting_for_a_request_exits_130_without_a_traceback_and_leaves_it_queued(
+    done: DataDir,
+) -> None:
+    """Ctrl+C during `retry --wait` (the lock's holder never applies it) exits 130 with one line, no
+    traceback, and the request stays queued for nkod to apply."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(done.root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env()
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == b"\n"
+    proc = subprocess.Popen(
+        [binary("nkoctl"), "--data-dir", str(done.root), "retry", "t", "--wait", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env(),
+    )
+    try:
+        wait_for(lambda: any((done.root / "requests").glob("*.json")), what="the request file")
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130
+        assert b"Traceback" not in err and b"nkoctl: interrupted" in err, err
+        assert len(list((done.root / "requests").glob("*.json"))) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
 
 
 # -- help and options --------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_LOG = 4
-EXIT_INTERRUPTED = 130  # Ctrl+C of `status --watch` or `log -f`: 128 + SIGINT, as shells report it
+EXIT_INTERRUPTED = 130  # Ctrl+C (`status --watch`, `log -f`, any command): 128 + SIGINT, as shells report it
 SYSTEM_DATA_DIR = Path(SYSTEM_DATA_DIR_NAME)
 
 

@@ -13,7 +13,7 @@ from nkod.errors import RequestError
 if TYPE_CHECKING:
     pass
 
-from nkod.ctl.base import EXIT_USAGE, CtlError, resolve_data_dir
+from nkod.ctl.base import EXIT_INTERRUPTED, EXIT_USAGE, CtlError, resolve_data_dir
 from nkod.ctl.history import HistoryCommands
 from nkod.ctl.maintenance import MaintenanceCommands
 from nkod.ctl.queue import QueueCommands
@@ -319,4 +319,9 @@ def main(argv: list[str] | None = None) -> int:
                 return ctl.sources(args.config, args.json)
     except (CtlError, RequestError, PermissionError) as exc:
         return ctl.failed(exc)
+    except KeyboardInterrupt:
+        # Ctrl+C (a long plan, fsck or --wait): no traceback; what was submitted stays queued, and nothing
+        # nkoctl writes is left half-written (its files are replaced whole).
+        sys.stderr.write("\nnkoctl: interrupted\n")
+        return EXIT_INTERRUPTED
     return EXIT_USAGE
