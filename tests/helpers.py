@@ -169,6 +169,14 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30, interval: float
     raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
 
 
+def stop_now(proc: subprocess.Popen[str]) -> int:
+    """Stop a running nkod at once: SIGTERM twice (the second skips the grace period); its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=60)
+
+
 def kill9(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)

@@ -6,7 +6,6 @@ import contextlib
 import fcntl
 import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nkod import manifest
-from tests.helpers import DataDir, run_with_peak_rss, wait_for
+from tests.helpers import DataDir, run_with_peak_rss, stop_now, wait_for
 
 
 def videos(n: int, **extra: object) -> list[dict[str, object]]:
@@ -36,14 +35,6 @@ def lock_file_pid(d: DataDir) -> int | None:
     with contextlib.suppress(OSError, ValueError):
         return int((d.root / "nkod.lock").read_text())
     return None
-
-
-def stop(proc: subprocess.Popen[str]) -> int:
-    """SIGTERM twice (the second stops at once), then the exit status."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.send_signal(signal.SIGTERM)
-    return proc.wait(timeout=60)
 
 
 @pytest.fixture
@@ -77,7 +68,7 @@ def test_deleting_nkod_lock_lets_no_second_daemon_in_and_status_still_sees_the_h
         wait_for(lambda: lock_file_pid(d) == first.pid, what="nkod.lock to be put back with the PID")
         wait_for(lambda: d.completed_count() == {"v01": 1, "v02": 1, "v03": 1}, timeout=60, what="all to complete")
     finally:
-        assert stop(first) == 0
+        assert stop_now(first) == 0
     assert "lock_file_changed" in d.output_text()
     assert started_order(d) == ["v01", "v02", "v03"]
     assert d.types().count("daemon_started") == 1
@@ -100,7 +91,7 @@ def test_a_lock_file_that_cannot_be_put_back_is_reported_once_and_the_lock_still
         assert second.returncode == 3 and f"PID {first.pid}" in second.stdout + second.stderr
         wait_for(lambda: d.completed_count() == {"v01": 1, "v02": 1}, timeout=60, what="both to complete")
     finally:
-        assert stop(first) == 0
+        assert stop_now(first) == 0
     assert d.output_text().count("lock_file_changed") == 1
     assert_log_valid(d)
 
@@ -137,7 +128,7 @@ def test_two_nkod_started_together_while_nkod_lock_is_removed_repeatedly_exactly
         removing.clear()
         remover.join()
         for p in procs:
-            stop(p)
+            stop_now(p)
     assert d.types().count("daemon_started") == 1
     assert_log_valid(d)
 

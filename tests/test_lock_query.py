@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ import orjson
 import pytest
 
 from nkod import proclocks
-from tests.helpers import DataDir, env, kill9, wait_for
+from tests.helpers import DataDir, env, kill9, stop_now, wait_for
 
 # nkoctl's entry point (what the console script runs), in a process that counts its opens of /proc/locks
 # (an audit hook: every open() and os.open() raises the "open" event), the prefetch thread's included.
@@ -54,14 +53,6 @@ def started(d: DataDir) -> bool:
     return any(e["type"] == "video_started" for e in d.events())
 
 
-def stop(proc: subprocess.Popen[str]) -> int:
-    """SIGTERM twice (the second stops at once), then the exit status."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.send_signal(signal.SIGTERM)
-    return proc.wait(timeout=60)
-
-
 @pytest.fixture
 def d(tmp_path: Path) -> DataDir:
     d = DataDir(tmp_path / "data")
@@ -78,7 +69,7 @@ def test_a_running_nkod_is_named_by_status_without_reading_proc_locks(d: DataDir
         assert (doc["daemon_running"], doc["daemon_pid"]) == (True, nkod.pid)
         assert opened == 0
     finally:
-        stop(nkod)
+        stop_now(nkod)
 
 
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
@@ -100,7 +91,7 @@ def test_nkod_lock_put_back_by_nkod_names_it_again_without_proc_locks(d: DataDir
         assert (doc["daemon_running"], doc["daemon_pid"]) == (True, nkod.pid)
         assert opened == 0
     finally:
-        stop(nkod)
+        stop_now(nkod)
 
 
 def test_a_stopped_nkod_is_not_running_without_reading_proc_locks(d: DataDir) -> None:
@@ -108,7 +99,7 @@ def test_a_stopped_nkod_is_not_running_without_reading_proc_locks(d: DataDir) ->
     is no living process's), without opening /proc/locks."""
     nkod = d.start()
     wait_for(lambda: started(d), what="v01 to start")
-    assert stop(nkod) == 0
+    assert stop_now(nkod) == 0
     assert proclocks.posix_answer(str(d.root / "nkod.lock")) == proclocks.EXITED
     doc, opened = status_and_reads(d)
     assert (doc["daemon_running"], doc["daemon_pid"]) == (False, None)
@@ -130,7 +121,7 @@ def test_a_killed_nkod_is_not_running_without_reading_proc_locks(d: DataDir) -> 
     status says not running, from nkod.lock alone, without opening /proc/locks."""
     first = d.start()  # a first run leaves a snapshot (status's fast path needs one; without, the full path)
     wait_for(lambda: started(d), what="v01 to start")
-    assert stop(first) == 0
+    assert stop_now(first) == 0
     nkod = d.start()
     wait_for(lambda: sum(e["type"] == "video_started" for e in d.events()) == 2, what="v01 to start again")
     kill9(nkod)
