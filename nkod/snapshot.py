@@ -35,7 +35,7 @@ import orjson
 
 from nkod import eventlog, gcpause, headcrc, views
 from nkod.fsutil import atomic_write, open_regular, read_regular
-from nkod.state import Projector, State, Status, Video, state_of_doc, video_from_fields
+from nkod.state import PristineVideo, Projector, State, Status, Video, state_of_doc, video_from_fields
 from nkod.statusfast import named_videos as _named_videos  # (shared with status's fast path)
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (nkoctl status: ~2 ms)
@@ -135,7 +135,6 @@ def _row_reader() -> Callable[[dict[str, Any]], Video]:
 _PLAIN_REST = tuple(_DEFAULT[1:])  # every field but the id at its default
 
 
-_PLAIN_REPEATS = tuple(map(repeat, _PLAIN_REST))
 _tuple_new = tuple.__new__
 
 
@@ -150,8 +149,7 @@ def _plain_rows(ids: list[Any]) -> bytes | None:
 
 def _plain_video(vid: str) -> Video:
     """The Video of a row that is only its id (a video added and not yet started, most of a big manifest's)."""
-    video: Video = tuple.__new__(Video, (vid, *_PLAIN_REST))
-    return video
+    return PristineVideo(vid)
 
 
 _FIELD_NAMES = list(Video._fields)
@@ -175,8 +173,8 @@ def _row_id(row: Any) -> Any:
 def _row_bytes(video: Video, dumps: Callable[..., bytes] = orjson.dumps) -> bytes:
     """A format-3 row: the Video's fields in order (Status as its value, counts as an object), or only
     its id when every other field has its default."""
-    if video[1:] == _PLAIN_REST:
-        return dumps(video[:1])
+    if video.__class__ is PristineVideo or video[1:] == _PLAIN_REST:
+        return dumps((video.video_id,))
     return dumps(video[:], default=dict)
 
 
@@ -325,7 +323,7 @@ class _Body:
             if data.find(b",", pos, end) < 0 and _plain_rows(named) == data[pos:end]:
                 # Only ids (a big manifest's videos not yet started), each exactly its row's text: the
                 # Videos are made without parsing the rows, in C-level passes.
-                made = map(_tuple_new, repeat(Video), zip(named, *_PLAIN_REPEATS, strict=False))
+                made = map(_tuple_new, repeat(PristineVideo), zip(named))
                 videos.update(zip(named, made, strict=True))
                 pos, first = end, first + count
                 continue

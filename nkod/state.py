@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from collections import namedtuple
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from itertools import compress, repeat
@@ -108,6 +108,96 @@ _tuple_new = tuple.__new__
 
 _STATUS_OF_VALUE = {s.value: s for s in Status}
 _N_FIELDS = len(_VIDEO_FIELDS)
+_PRISTINE_REST: tuple[Any, ...] = tuple(Video(video_id="")[1:])  # every field but the id at its default
+
+
+class PristineVideo(Video):
+    """``Video(video_id)``, every other field at its default (a video added and not yet touched by any
+    later event), stored as a 1-tuple of its id: 64 bytes instead of 240, and a million-line manifest holds
+    a million of them (~170 MB less). It reads as that Video in every way: its fields, ``len``, indexing,
+    iteration, equality and hash (with a Video of the same fields too), ``repr``, ``_replace`` (which gives
+    a Video), copying and pickling. Only ``type()`` tells them apart."""
+
+    __slots__ = ()
+
+    def __new__(cls, video_id: str) -> PristineVideo:
+        video: PristineVideo = _tuple_new(cls, (video_id,))
+        return video
+
+    def _whole(self) -> tuple[Any, ...]:
+        """The Video's tuple of fields (the id is the one item stored; `video_id` reads it)."""
+        return (self.video_id, *_PRISTINE_REST)
+
+    def __len__(self) -> int:
+        return _N_FIELDS
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._whole())
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._whole()[key]
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._whole()
+
+    def count(self, value: Any) -> int:
+        return self._whole().count(value)
+
+    def index(self, value: Any, *bounds: Any) -> int:
+        return self._whole().index(value, *bounds)
+
+    def __eq__(self, other: object) -> bool:
+        return self._whole() == (other._whole() if isinstance(other, PristineVideo) else other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __lt__(self, other: tuple[Any, ...]) -> bool:
+        return self._whole() < (other._whole() if isinstance(other, PristineVideo) else other)
+
+    def __le__(self, other: tuple[Any, ...]) -> bool:
+        return self._whole() <= (other._whole() if isinstance(other, PristineVideo) else other)
+
+    def __gt__(self, other: tuple[Any, ...]) -> bool:
+        return self._whole() > (other._whole() if isinstance(other, PristineVideo) else other)
+
+    def __ge__(self, other: tuple[Any, ...]) -> bool:
+        return self._whole() >= (other._whole() if isinstance(other, PristineVideo) else other)
+
+    def __hash__(self) -> int:
+        return hash(self._whole())
+
+    def __add__(self, other: tuple[Any, ...]) -> tuple[Any, ...]:
+        return self._whole() + other
+
+    def __mul__(self, n: Any) -> tuple[Any, ...]:
+        whole: tuple[Any, ...] = self._whole() * n
+        return whole
+
+    def __repr__(self) -> str:
+        return repr(Video._make(self._whole()))
+
+    def __getnewargs__(self) -> tuple[Any, ...]:
+        return (self.video_id,)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PristineVideo, (self.video_id,))
+
+    @classmethod
+    def _make(cls, iterable: Iterable[Any]) -> Video:  # type: ignore[override]  # (a Video: its fields may differ)
+        return Video._make(iterable)
+
+    def _asdict(self) -> dict[str, Any]:
+        return dict(zip(_VIDEO_FIELDS, self._whole(), strict=True))
+
+
+# Every field but the id reads its default from the class (found before Video's descriptors, which would
+# read past the one item stored).
+for _name, _default in zip(_VIDEO_FIELDS[1:], _PRISTINE_REST, strict=True):
+    setattr(PristineVideo, _name, _default)
+del _name, _default
+
+
 _STATUS_AT, _COUNTS_AT = _VIDEO_FIELDS.index("status"), _VIDEO_FIELDS.index("counts")
 
 
@@ -117,7 +207,7 @@ def video_from_fields(fields: list[Any]) -> Video:
     list is changed in place. A wrong number of fields, an unknown status or counts that are not an
     object raise (ValueError, KeyError, TypeError)."""
     if len(fields) == 1:
-        return Video(fields[0])
+        return PristineVideo(fields[0])
     if len(fields) != _N_FIELDS:
         raise ValueError(f"video row of {len(fields)} fields, not {_N_FIELDS}")
     fields[_STATUS_AT] = _STATUS_OF_VALUE[fields[_STATUS_AT]]
@@ -565,8 +655,8 @@ def _mutate_videos_added(p: Projector, e: Event) -> None:
             # What _edit + _settle do for a new video left as it is, without its draft: a million-line
             # manifest's videos_added made a draft and two Videos per video, and their freed blocks, between
             # the kept ones, stayed in the daemon's memory (~190 MB). A later event of the same call copies
-            # it into a draft as it would any video.
-            videos[vid] = Video(video_id=vid)
+            # it into a draft as it would any video. (A PristineVideo: a 1-tuple, not Video's 22.)
+            videos[vid] = _tuple_new(PristineVideo, (vid,))
             counts[pending] += 1
             redo.pop(vid, None)
             queue.setdefault(vid, None)
