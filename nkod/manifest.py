@@ -15,9 +15,9 @@ import os
 import re
 import signal
 from array import array
-from collections.abc import Iterator, KeysView, Mapping
+from collections.abc import ItemsView, Iterator, KeysView, Mapping
 from dataclasses import dataclass, field
-from itertools import compress, repeat
+from itertools import compress, groupby, islice, repeat
 from operator import and_, indexOf, is_, is_not
 from pathlib import Path
 
@@ -65,13 +65,15 @@ class Problem:
 
 
 class Entries(Mapping[str, dict[str, "Any"]]):  # (a string: typing is not imported at run time)
-    """The valid lines by video id, in file order. Each is kept as its line's bytes and parsed when asked
-    for (when the video starts): a million-line manifest costs its bytes, not a million dicts. The line
+    """The valid lines by video id, in file order. Each is kept as bytes and parsed when asked for (when
+    the video starts): a million-line manifest costs its bytes, not a million dicts. The lines of a batch
+    checked together (`_take_common`) are kept in blocks of `_LINES_PER_BLOCK` lines joined, which each id of
+    the block maps to: a bytes object per line cost ~33 bytes more than its text (~40 MB for a million lines). The line
     numbers are kept in an array (4 bytes a line, not an int and a dict entry): only a duplicate line
     and `Manifest.lines` look one up."""
 
     def __init__(self, base: str) -> None:
-        self._raw: dict[str, bytes] = {}
+        self._raw: dict[str, bytes] = {}  # id → its line, or the block of lines that holds it
         self._base = base
         # The lines' non-zero `priority` keys (in file order), taken when the line is read: the run order
         # needs them for every entry, and parsing a million lines again per change would cost seconds.
@@ -81,7 +83,7 @@ class Entries(Mapping[str, dict[str, "Any"]]):  # (a string: typing is not impor
         self._searches = 0
 
     def __getitem__(self, vid: str) -> dict[str, Any]:
-        obj: dict[str, Any] = orjson.loads(self._line(vid))
+        obj = self._parsed(vid)
         if isinstance(obj.get("path"), str):
             obj["path"] = os.path.join(self._base, obj["path"])  # an absolute path stays as it is
         return obj
@@ -99,13 +101,29 @@ class Entries(Mapping[str, dict[str, "Any"]]):  # (a string: typing is not impor
         """The ids, as the dict's own view (Mapping's would test membership through a Python call)."""
         return self._raw.keys()
 
+    def items(self) -> ItemsView[str, dict[str, Any]]:
+        """(id, entry) of every entry in order, each batch's block split once (`nkoctl report` and the
+        sources' `Known` read every entry: looking each line up in its block would cost a search each)."""
+        return _Items(self)
+
+    def _lines_in_order(self) -> Iterator[tuple[str, bytes]]:
+        """(id, its line) of every entry, in order."""
+        raw = self._raw
+        ids = iter(raw)
+        for _, same in groupby(raw.values(), key=id):
+            group = list(same)  # (the same block, once per id of its batch)
+            if len(group) == 1:
+                yield next(ids), group[0]
+            else:  # a batch: its ids are next to each other in the dict, in the order of its lines
+                yield from zip(islice(ids, len(group)), group[0].split(b"\n"), strict=True)
+
     def line_of(self, vid: str) -> int:
         """The number of the line `vid` was read from (KeyError if none)."""
         return self._numbers[self._position(vid)]
 
-    def _line(self, vid: str) -> bytes:
-        """The bytes of `vid`'s line (KeyError if none)."""
-        return self._raw[vid]
+    def _parsed(self, vid: str) -> dict[str, Any]:
+        """`vid`'s line parsed, as it is in the file (KeyError if none)."""
+        return entry_in_block(self._raw[vid], vid)
 
     def _position(self, vid: str) -> int:
         """Where `vid` is in the file order of the entries (KeyError if none)."""
@@ -131,7 +149,12 @@ class Entries(Mapping[str, dict[str, "Any"]]):  # (a string: typing is not impor
         """`_add` of lines number+1, number+2, ... at once (C-level passes)."""
         if self._positions is not None:
             self._positions.update(zip(ids, range(len(self._raw), len(self._raw) + len(ids)), strict=True))
-        self._raw.update(zip(ids, lines, strict=True))
+        if len(lines) == 1:
+            self._raw[ids[0]] = lines[0]
+        else:  # blocks of a few dozen lines: finding a line in its block then costs ~1 µs (~14 at 1,024)
+            raw, size = self._raw, _LINES_PER_BLOCK
+            for at in range(0, len(lines), size):
+                raw.update(zip(ids[at : at + size], repeat(b"\n".join(lines[at : at + size]))))
         self._numbers.extend(range(number + 1, number + 1 + len(ids)))
         if any(priorities):
             self.priorities.update(compress(zip(ids, priorities, strict=True), priorities))
@@ -143,6 +166,30 @@ class Entries(Mapping[str, dict[str, "Any"]]):  # (a string: typing is not impor
         self.priorities.pop(vid, None)
         if self._positions is not None:
             del self._positions[vid]
+
+
+def entry_in_block(block: bytes, vid: str) -> dict[str, Any]:
+    """`vid`'s line in `block` (its line alone, or lines of a batch joined with newlines, each a valid
+    entry), parsed. The id's JSON string is looked for and the line it is on parsed to confirm it; an id
+    written with JSON escapes (``\\u0061``) is found by parsing each line. KeyError if no line is `vid`'s."""
+    obj: dict[str, Any]
+    if b"\n" not in block:
+        obj = orjson.loads(block)
+        return obj
+    needle = b'"%s"' % vid.encode()
+    at = block.find(needle)
+    while at >= 0:
+        end = block.find(b"\n", at)
+        end = len(block) if end < 0 else end
+        obj = orjson.loads(block[block.rfind(b"\n", 0, at) + 1 : end])
+        if obj.get("video_id") == vid:  # (the needle may be another line's path or title)
+            return obj
+        at = block.find(needle, end)
+    for line in block.split(b"\n"):
+        obj = orjson.loads(line)
+        if obj.get("video_id") == vid:
+            return obj
+    raise KeyError(vid)
 
 
 class _EntriesRead(Entries):
@@ -157,11 +204,32 @@ class _EntriesRead(Entries):
         self._joined: bytes | None = lines
         self._lines: list[bytes] = []
 
-    def _line(self, vid: str) -> bytes:
-        position = self._position(vid)
-        if self._joined is not None:
-            self._lines, self._joined = self._joined.split(b"\n"), None
-        return self._lines[position]
+    def _parsed(self, vid: str) -> dict[str, Any]:
+        obj: dict[str, Any] = orjson.loads(self._split()[self._position(vid)])
+        return obj
+
+    def _lines_in_order(self) -> Iterator[tuple[str, bytes]]:
+        return zip(self._raw, self._split(), strict=True)
+
+    def _split(self) -> list[bytes]:
+        if self._joined is not None:  # (no entries: no lines, where b"".split gives one)
+            self._lines, self._joined = (self._joined.split(b"\n") if self._raw else []), None
+        return self._lines
+
+
+class _Items(ItemsView[str, dict[str, "Any"]]):
+    """`Entries.items()`: a view whose iteration parses the lines in order, a block split once."""
+
+    _mapping: Entries
+
+    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        entries = self._mapping
+        base = entries._base
+        for vid, line in entries._lines_in_order():
+            obj: dict[str, Any] = orjson.loads(line)
+            if isinstance(obj.get("path"), str):
+                obj["path"] = os.path.join(base, obj["path"])
+            yield vid, obj
 
 
 class _Lines(Mapping[str, int]):
@@ -392,6 +460,7 @@ def _take_common(entries: Entries, lines: list[bytes], number: int, added: list[
     return True
 
 
+_LINES_PER_BLOCK = 16  # lines of a batch kept joined in one bytes object (see Entries)
 _SEARCHES = 8  # lines found by a scan before an index of the positions is built
 _BLOCK = 1 << 20  # how much of the file is read at once (a few times this is held at a time)
 _BATCH = 1024  # lines checked together: a bad one sends only its batch through the line-at-a-time checks
@@ -521,7 +590,9 @@ def _write_loaded(fd: int, m: Manifest) -> int:
         return 2
     entries = m.entries
     ids = "\n".join(entries._raw).encode()
-    lines = b"\n".join(entries._raw.values())  # (a line never holds a newline)
+    # Each line or block once (the ids of a block map to the same object, next to each other); a line never
+    # holds a newline, so the blocks joined are the lines joined.
+    lines = b"\n".join(next(same) for _, same in groupby(entries._raw.values(), key=id))
     numbers = entries._numbers.tobytes()
     head = orjson.dumps(
         {

@@ -47,6 +47,7 @@ def _seen(m: manifest.Manifest) -> tuple[dict[str, Any], dict[str, int], dict[st
     entries = {vid: m.entries[vid] for vid in m.entries}
     order = list(m.entries)
     assert order == list(entries)
+    assert list(m.entries.items()) == list(entries.items())  # (items() splits each batch's block once)
     return entries, dict(m.lines), dict(m.entries.priorities), [p.as_dict() for p in m.problems]
 
 
@@ -83,6 +84,10 @@ _manifest_line = st.one_of(
     st.just(b'{"video_id": 7, "path": "p"}\n'),
     st.just(b'{"video_id": "k", "path": "p"},{"video_id": "q", "path": "p"}\n'),  # two objects: not JSON
     st.builds(lambda i: b'{"video_id": "v%d"}\n' % i, st.integers(0, 5)),  # no source
+    # Another entry's id as this one's path (its JSON string is in this line too), and an id written with
+    # JSON escapes: a batch's lines are kept joined, and each entry must still be found on its own line.
+    st.builds(lambda i, j: b'{"path": "v%d", "video_id": "v%d"}\n' % (j, i), st.integers(0, 40), st.integers(0, 40)),
+    st.builds(lambda i: b'{"video_id": "\\u0076%d", "path": "e.mp4"}\n' % i, st.integers(0, 40)),
 )
 _manifest_file = st.tuples(st.booleans(), st.lists(_manifest_line, max_size=40), st.binary(max_size=50)).map(
     lambda t: (b"\xef\xbb\xbf" if t[0] else b"") + b"".join(t[1]) + t[2].replace(b"\n", b"")  # a partial last line
@@ -129,6 +134,34 @@ def test_a_manifest_read_as_it_grows_equals_checking_each_line_alone(data: bytes
             added |= set(reader.added)
         assert _seen(m) == _reference(data, path)
         assert set(m.entries) <= added
+
+
+@settings(max_examples=100, deadline=None)
+@given(_manifest_file, st.sampled_from([1, 3, 1024]))
+def test_a_manifest_handed_back_by_the_plan_child_equals_the_one_it_read(data: bytes, batch: int) -> None:
+    """What `LoadAside`'s child writes (each line or batch block once) reads back as the same entries, line
+    numbers, priorities and problems."""
+    path = Path("/m/videos.jsonl")
+    with tempfile.TemporaryFile() as f, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(manifest, "MAX_LINE_BYTES", _SMALL_MAX)
+        mp.setattr(manifest, "_BATCH", batch)
+        read = manifest.parse(data, path)
+        assert manifest._write_loaded(f.fileno(), read) == 0
+        assert _seen(manifest._read_loaded(f.fileno(), path, None)) == _seen(read)
+
+
+def test_a_batch_of_lines_is_kept_in_blocks_and_each_entry_found_on_its_line() -> None:
+    """A batch of 1,024 common lines costs a bytes object per block of 16 lines, not one per line (~33 bytes
+    each), and each of its ids still gives its own line, even when another line of the block names it or
+    its id is written with JSON escapes."""
+    lines = [b'{"video_id":"v%d","path":"v%d"}' % (i, (i + 1) % 1024) for i in range(1023)]
+    lines.append(b'{"video_id":"\\u0076x","path":"vx.mp4"}')  # the id "vx"
+    m = manifest.parse(b"\n".join(lines) + b"\n", Path("/m/videos.jsonl"))
+    assert len({id(block) for block in m.entries._raw.values()}) == 1024 // manifest._LINES_PER_BLOCK
+    assert [m.entries[f"v{i}"]["path"] for i in range(1023)] == [f"/m/v{(i + 1) % 1024}" for i in range(1023)]
+    assert m.entries["vx"]["path"] == "/m/vx.mp4"
+    with pytest.raises(KeyError):
+        manifest.entry_in_block(b"\n".join(lines[:3]), "v7")
 
 
 def test_a_common_line_costs_no_int_or_dict_entry_for_its_line_number() -> None:
