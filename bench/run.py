@@ -20,7 +20,7 @@ when it stops: at the end of the log, recording the log's stat once it checked t
 "running" (a snapshot ``snapshot_every / 2`` events behind, as while the daemon runs or after a
 crash, with the daemon's ``events.crc``: the log's stat and CRC after its last append, so status reads
 only the tail; row 3 also times it without that file, when the head is read again to check its CRC;
-row 6 starts without it).
+row 6 starts both with it, as a daemon killed with SIGKILL leaves it, and without it).
 
 Histories are synthetic (bench/synth.py) but written with the real codec and snapshot writer. Prints a
 markdown table (and writes it to --out, default bench/results/engine_bench.md).
@@ -505,12 +505,17 @@ class Bench:
         )
 
     # -- 5 & 6. the real daemon up to READY=1 -------------------------------------------------------
-    def start_daemon(self, src: Path, name: str, clean_stop: bool = False) -> tuple[float, int, int]:
-        """Start the real nkod on a copy of `src` (with the snapshot a clean stop leaves, if asked); seconds
-        to READY=1, VmHWM and VmRSS (kB) after it."""
+    def start_daemon(
+        self, src: Path, name: str, clean_stop: bool = False, vouched: bool = False
+    ) -> tuple[float, int, int]:
+        """Start the real nkod on a copy of `src` (with the snapshot a clean stop leaves, if asked; or, if
+        `vouched`, with the ``events.crc`` a killed daemon leaves); seconds to READY=1, VmHWM and VmRSS (kB)
+        after it."""
         root = _copy_history(src, self.work / name)
         if clean_stop:
             _clean_stop(root)
+        if vouched:
+            _running(root)
         cfg = _config_file(self.work / f"{name}.toml")
         sock_path = self.work / f"{name}.notify"
         sock_path.unlink(missing_ok=True)
@@ -546,9 +551,13 @@ class Bench:
         big: list[tuple[float, int, int]] = []
         crashed: list[tuple[float, int, int]] = []
         small_crashed: list[tuple[float, int, int]] = []
+        killed: list[tuple[float, int, int]] = []
+        small_killed: list[tuple[float, int, int]] = []
         for _ in range(runs):  # alternate, so load on a shared box hits all alike
             small.append(self.start_daemon(self.history_1k(), "d1k", clean_stop=True))
             big.append(self.start_daemon(self.history_1m(), "d1m", clean_stop=True))
+            small_killed.append(self.start_daemon(self.history_1k_behind(), "d1k-killed", vouched=True))
+            killed.append(self.start_daemon(self.history_1m(), "d1m-killed", vouched=True))
             small_crashed.append(self.start_daemon(self.history_1k_behind(), "d1k-crash"))
             crashed.append(self.start_daemon(self.history_1m(), "d1m-crash"))
         hwm_small = statistics.median(s[1] for s in small)
@@ -571,7 +580,8 @@ class Bench:
         )
         for rows, base, label in (
             (big, small, "after a clean stop"),
-            (crashed, small_crashed, f"snapshot {TAIL} events behind (after a crash)"),
+            (killed, small_killed, f"snapshot {TAIL} events behind, events.crc kept (after kill -9)"),
+            (crashed, small_crashed, f"snapshot {TAIL} events behind, no events.crc (after a crash)"),
         ):
             ready_big = statistics.median(b[0] for b in rows)
             ready_small = statistics.median(s[0] for s in base)
@@ -586,7 +596,14 @@ class Bench:
                     ready_big <= 1.15 * ready_small and ready_big <= 0.200,
                     f"median of {runs} alternated (fastest {_fmt_s(min(b[0] for b in rows))}); real NOTIFY_SOCKET; "
                     f"processor {PROCESSOR}"
-                    + ("" if rows is big else "; the head the snapshot covers is read to check its CRC before READY"),
+                    + (
+                        "; the head the snapshot covers is read to check its CRC before READY"
+                        if rows is crashed
+                        else "; the killed daemon's events.crc vouches for the head (the log's stat and CRC after its "
+                        "last append): only the tail is read"
+                        if rows is killed
+                        else ""
+                    ),
                 )
             )
 
