@@ -68,12 +68,37 @@ def test_a_format_3_snapshot_still_loads_as_the_same_state(events: list[dict[str
     assert all(type(v) is (PristineVideo if v == Video(v.video_id) else Video) for v in loaded.values())
 
 
-def _state(n: int, started: tuple[int, ...] = ()) -> State:
-    """`n` videos added, those at `started` started (the others untouched)."""
+def _state(n: int, started: tuple[int, ...] = (), ids: list[str] | None = None) -> State:
+    """`n` videos added (ids v0, v1, ... unless given), those at `started` started (the others untouched)."""
+    ids = [f"v{i}" for i in range(n)] if ids is None else ids
     drafts: list[dict[str, Any]] = [{"type": "log_created", "log_id": "L"}]
-    drafts.append({"type": "videos_added", "video_ids": [f"v{i}" for i in range(n)]})
-    drafts += [{"type": "video_started", "video_id": f"v{i}", "attempt": 1} for i in started]
+    drafts.append({"type": "videos_added", "video_ids": ids})
+    drafts += [{"type": "video_started", "video_id": ids[i], "attempt": 1} for i in started]
     return fold(strategies.stamp(drafts))
+
+
+@given(
+    ids=st.lists(st.sampled_from(["a", "b", 'q"uote', "back\\slash", "ߒߞߏ", "tab\t"]), max_size=12).map(
+        lambda names: [f"{name}{i}" for i, name in enumerate(names)] + [f"p{i}" for i in range(40)]
+    ),
+    started=st.sets(st.integers(0, 51), max_size=5),
+    chunk=st.integers(1, 5),
+    shuffle=st.randoms(),
+)
+def test_runs_of_untouched_chunks_among_others_load_in_order_as_pristine(
+    ids: list[str], started: set[int], chunk: int, shuffle: Any
+) -> None:
+    """Any mix of lines of only ids (compared a run at a time) and other lines, ids JSON escapes among them:
+    the videos load in the ids' order, each untouched one a PristineVideo."""
+    shuffle.shuffle(ids)
+    state = _state(len(ids), tuple(i for i in started if i < len(ids)), ids)
+    doc, rest = snapshot._parse(snapshot.encode(state, chunk=chunk))
+    assert rest is not None
+    loaded = snapshot._body(doc, rest).videos()
+    assert list(loaded) == ids and loaded == dict(state.videos)
+    assert [type(v) for v in loaded.values()] == [
+        PristineVideo if v == Video(v.video_id) else Video for v in state.videos.values()
+    ]
 
 
 @pytest.mark.parametrize("n", [0, 1, 127, 128, 129, 1000])
