@@ -230,9 +230,9 @@ _STATUS_AT, _COUNTS_AT = _VIDEO_FIELDS.index("status"), _VIDEO_FIELDS.index("cou
 
 def video_from_fields(fields: list[Any]) -> Video:
     """A Video from the list of its fields in order as JSON gives them back (the status as its value, the
-    counts an object), or from its id alone (the rest at their defaults): a snapshot's format-3 row. The
-    list is changed in place. A wrong number of fields, an unknown status or counts that are not an
-    object raise (ValueError, KeyError, TypeError)."""
+    counts an object), or from its id alone (the rest at their defaults): a snapshot's format-3 row (or a
+    format-4 chunk's, as status reads it). The list is changed in place. A wrong number of fields, an
+    unknown status or counts that are not an object raise (ValueError, KeyError, TypeError)."""
     if len(fields) == 1:
         return PristineVideo(fields[0])
     if len(fields) != _N_FIELDS:

@@ -3,7 +3,7 @@ clean stop not dataclasses nor the state's classes either: the document from the
 (its summary) and, while the daemon runs or after a crash, the log's tail folded into the rows of the
 videos it names.
 
-It answers only the common case, exactly as the full path (`nkod.ctl.status`) would: a format-3 snapshot
+It answers only the common case, exactly as the full path (`nkod.ctl.status`) would: a format-3 or -4 snapshot
 whose checksum holds, a log the daemon that wrote it left unchanged (``log_stat``) or that its
 ``events.crc`` vouches for, no torn or damaged tail, no request waiting in ``requests/``. Anything else, and
 anything it is not sure of (`Fallback`), goes to the full path, which says what is wrong. JSON is read by
@@ -28,14 +28,23 @@ if TYPE_CHECKING:
 
     from nkod.statusview import StateFields
 
-SNAPSHOT_VERSION = 3  # as nkod.snapshot.SNAPSHOT_VERSION
-# As nkod.state.Video._fields, the order of a format-3 row's fields (tests/test_status_fast.py checks they are
-# the same): a snapshot whose rows have other fields goes to the full path, which rebuilds from the log.
+SNAPSHOT_VERSION = 4  # as nkod.snapshot.SNAPSHOT_VERSION
+ROWS_AS_ARRAYS = 3  # as nkod.snapshot.ROWS_AS_ARRAYS: the last format of one row per line (still read)
+# As nkod.state.Video._fields, the order of a format-3 row's fields and of a format-4 chunk's columns
+# (tests/test_status_fast.py checks they are the same): a snapshot whose rows have other fields goes to the
+# full path, which rebuilds from the log.
 VIDEO_FIELDS = [
     "video_id", "status", "failures", "starts", "attempt", "started_seq", "started_at", "not_before", "error",
     "error_kind", "failed_at", "completed_at", "counts", "imported", "retry_delay", "skipped", "skip_reason",
     "priority_boost", "redo", "entry_hash", "removed", "entry_changed",
 ]  # fmt: skip
+# Each field's default as JSON gives it back (Video(""), the id aside): a format-4 chunk's column that is
+# null holds these (tests/test_status_fast.py checks them against Video's).
+VIDEO_DEFAULTS = [
+    None, "pending", 0, 0, 0, 0, None, None, None, None, None, None, None, False, None, False, None, 0, False,
+    None, False, False,
+]  # fmt: skip
+_PLAIN_REST = VIDEO_DEFAULTS[1:]
 MAX_SNAPSHOT_BYTES = 4 << 30  # as nkod.snapshot.MAX_SNAPSHOT_BYTES
 MAX_ACTIVITY_BYTES = 64 << 20  # as CtlBase.activity
 
@@ -135,7 +144,7 @@ class SnapshotState:
 
 
 def _first_line(snapshot_path: str) -> dict[str, Any]:
-    """The checked document of a format-3 snapshot's first line (as snapshot._parse)."""
+    """The checked document of a format-3 or -4 snapshot's first line (as snapshot._parse)."""
     fd = _open(snapshot_path, follow_symlinks=False)
     with os.fdopen(fd, "rb") as f:
         size = os.fstat(fd).st_size
@@ -154,8 +163,10 @@ def _first_line(snapshot_path: str) -> dict[str, Any]:
     except ValueError:
         raise Fallback("checksum not hexadecimal") from None
     doc = _loads(body)
-    if type(doc) is not dict or doc.get("v") != SNAPSHOT_VERSION or doc.get("fields") != VIDEO_FIELDS:
-        raise Fallback("not a format-3 snapshot of this nkod's fields")
+    if type(doc) is not dict or doc.get("v") not in (ROWS_AS_ARRAYS, SNAPSHOT_VERSION):
+        raise Fallback("not a format-3 or -4 snapshot")
+    if doc.get("fields") != VIDEO_FIELDS:
+        raise Fallback("not a snapshot of this nkod's fields")
     return doc
 
 
@@ -252,34 +263,84 @@ def read(root: str) -> tuple[StateFields, dict[str, Any]]:
         raise Fallback(str(exc)) from None
 
 
-def snapshot_rows(rest: bytes, body_crc: str, wanted: dict[str, None]) -> tuple[dict[Any, int], list[list[Any]]]:
+def snapshot_rows(
+    rest: bytes, body_crc: str, wanted: dict[str, None], chunk: int | None = None
+) -> tuple[dict[Any, int], list[list[Any]]]:
     """A format-3 snapshot's ids (id -> place) and the rows of the `wanted` ids among them, in the snapshot's
     order, checked as snapshot._Body does (the CRC of all the rows, their count, each row the array of its
-    id's fields); the rows are split only from the nearer end to the farthest one wanted."""
+    id's fields); the rows are split only from the nearer end to the farthest one wanted. `chunk`: a
+    format-4 snapshot's videos per line; then only the lines of the chunks that hold the wanted rows are
+    parsed, and each row is given as format 3's (`chunk_row`)."""
     if zlib.crc32(rest) != int(body_crc, 16):
         raise Fallback("checksum mismatch in the video rows")
     end = rest.index(b"\n")
     ids = _loads(rest[:end])
-    # Lines of `rest`: the ids, then row i at line i + 1 (the rows are not copied out of it: 2 MB for 10k).
-    if type(ids) is not list or rest.count(b"\n") != len(ids) + 1 or not rest.endswith(b"\n"):
+    if type(ids) is not list:
+        raise Fallback("video ids not a list")
+    n = len(ids) if chunk is None else chunk_count(len(ids), chunk)
+    # Lines of `rest`: the ids, then row (or chunk) i at line i + 1 (not copied out of it: 2 MB for 10k).
+    if rest.count(b"\n") != n + 1 or not rest.endswith(b"\n"):
         raise Fallback("video rows do not match the ids")
     index = dict(zip(ids, range(len(ids)), strict=True))  # (an unhashable id raises TypeError: the full path)
     indices = sorted(index[vid] for vid in wanted if vid in index)
     if not indices:
         return index, []
-    n = len(ids)
-    if indices[-1] + 1 <= n - indices[0]:  # nearer the start: [ids, r0, ..., r_last, the rest]
-        pieces, shift = rest.split(b"\n", indices[-1] + 2), 1
-    else:  # nearer the end: [ids and the rows before, r_first, ..., r_{n-1}, b""]
-        pieces = rest.rsplit(b"\n", n - indices[0] + 1)
-        shift = len(pieces) - 1 - n
+    if chunk is not None:
+        places = sorted({i // chunk for i in indices})
+        columns = {
+            j: checked_chunk(_loads(line), ids[j * chunk : (j + 1) * chunk], j)
+            for j, line in zip(places, lines_at(rest, n, places, 1), strict=True)
+        }
+        return index, [chunk_row(columns[i // chunk], i % chunk) for i in indices]
     rows = []
-    for i in indices:
-        row = _loads(pieces[i + shift])
+    for i, raw in zip(indices, lines_at(rest, n, indices, 1), strict=True):
+        row = _loads(raw)
         if type(row) is not list or not row or row[0] != ids[i]:
             raise Fallback(f"video row {i} is not {ids[i]!r}")
         rows.append(row)
     return index, rows
+
+
+def chunk_count(videos: int, chunk: Any) -> int:
+    """How many lines a format-4 body of `videos` videos, `chunk` to a line, has after its ids."""
+    if type(chunk) is not int or chunk < 1:
+        raise ValueError(f"videos per chunk {chunk!r}")
+    return -(-videos // chunk)
+
+
+def lines_at(data: bytes, n: int, wanted: list[int], skip: int = 0) -> list[bytes]:
+    """Lines `wanted` (sorted) of the `n` that follow `skip` other lines in `data` (each line ends with a
+    newline: the caller checked the count), splitting only from the nearer end to the farthest one wanted:
+    status needs the few its tail names, and splitting 10k rows into objects costs ~2 ms."""
+    if wanted[-1] + 1 <= n - wanted[0]:  # nearer the start: [skipped..., l0, ..., l_last, the rest]
+        pieces, shift = data.split(b"\n", wanted[-1] + 1 + skip), skip
+    else:  # nearer the end: [what is before, l_first, ..., l_{n-1}, b""]
+        pieces = data.rsplit(b"\n", n - wanted[0] + 1)
+        shift = len(pieces) - 1 - n
+    return [pieces[i + shift] for i in wanted]
+
+
+def checked_chunk(chunk: Any, ids: list[Any], place: int) -> list[Any]:
+    """A parsed format-4 line, checked to be the chunk of `ids` (the ids line's, at their place): one column
+    per field of Video, the first those ids, each other the list of their values or null (all defaults).
+    ValueError says what is wrong (a snapshot's values are checked where they are made into Videos)."""
+    if type(chunk) is not list or len(chunk) != len(VIDEO_FIELDS):
+        raise ValueError(f"video chunk {place} is not {len(VIDEO_FIELDS)} columns")
+    if chunk[0] != ids:
+        raise ValueError(f"video chunk {place} is not of the ids {ids[0]!r}..{ids[-1]!r}")
+    count = len(ids)
+    for column in chunk:
+        if column is not None and (type(column) is not list or len(column) != count):
+            raise ValueError(f"video chunk {place} has a column that is not {count} values")
+    return chunk
+
+
+def chunk_row(columns: list[Any], place: int) -> list[Any]:
+    """Row `place` of a checked format-4 chunk as format 3 writes it: the values of its fields in order
+    (a null column's default), or only its id when every other field has its default."""
+    pairs = zip(columns, VIDEO_DEFAULTS, strict=True)
+    row = [default if column is None else column[place] for column, default in pairs]
+    return row[:1] if row[1:] == _PLAIN_REST else row
 
 
 def _fold(
@@ -303,7 +364,10 @@ def _fold(
             rest = f.read(size - len(first) + 1)
             if len(first) + len(rest) != size:
                 raise Fallback("the snapshot changed while it was read")
-        index, rows = snapshot_rows(rest, doc["body_crc"], named)
+        chunk = doc["chunk"] if doc["v"] == SNAPSHOT_VERSION else None
+        if doc["v"] == SNAPSHOT_VERSION:
+            chunk_count(0, chunk)  # (raises unless a count of at least one)
+        index, rows = snapshot_rows(rest, doc["body_crc"], named, chunk)
     videos = {row[0]: video_from_fields(row) for row in rows}  # as snapshot._video_from_row
     base = state_of_doc(doc["state"], videos)  # as snapshot.state_from_doc
     projector = Projector(base)

@@ -303,3 +303,34 @@ def small_tmpfs(mnt: Path, size: str, why: str) -> Iterator[Path]:
         run_mount(["mount", "-o", "remount,rw", str(mnt)])  # a test may have left it read-only
         if run_mount(["umount", str(mnt)]).returncode != 0:
             run_mount(["umount", "-l", str(mnt)])
+
+
+def format3_row(video: Any) -> bytes:
+    """A format-3 snapshot row as nkod wrote it: the Video's fields in order, or only its id when the rest are
+    defaults."""
+    from nkod.state import Video
+
+    if video == Video(video.video_id):
+        return orjson.dumps([video.video_id])
+    return orjson.dumps(video[:], default=dict)
+
+
+def format3_snapshot(state: Any) -> bytes:
+    """A format-3 snapshot of `state`, as nkod wrote it before format 4: one row per line."""
+    import zlib
+
+    from nkod import snapshot, views
+    from nkod.state import Video
+
+    doc = snapshot._state_doc(state)
+    body = orjson.dumps(list(state.videos)) + b"\n" + b"".join(format3_row(v) + b"\n" for v in state.videos.values())
+    head = orjson.dumps(
+        {
+            "v": 3,
+            "state": doc,
+            "summary": views.summary(state.videos.values()),
+            "body_crc": f"{zlib.crc32(body):08x}",
+            "fields": list(Video._fields),
+        }
+    )
+    return b'{"crc":"%08x","doc":%s}\n%s' % (zlib.crc32(head), head, body)

@@ -59,3 +59,21 @@ def test_golden_v1_covers_every_event_type() -> None:
         "request_rejected",
         "config_reloaded",
     }
+
+
+SNAPSHOTS = sorted((Path(__file__).parent / "data").glob("snapshot-v*"))
+
+
+@pytest.mark.parametrize("golden", SNAPSHOTS, ids=[p.name for p in SNAPSHOTS])
+def test_golden_snapshot_of_each_format_loads_and_with_its_tail_equals_the_full_replay(golden: Path) -> None:
+    """A snapshot written by nkod in each snapshot format (its directory's name) keeps loading for its log,
+    and with the log's tail after it gives the full replay's state, which is the recorded one."""
+    version = int(golden.name.rpartition("-v")[2])
+    first = (golden / "snapshot.json").read_bytes().partition(b"\n")[0]
+    assert orjson.loads(first)["doc"]["v"] == version
+    with_snap = snapshot.replay(golden / "events.jsonl", golden / "snapshot.json")
+    assert with_snap.snapshot_used and with_snap.snapshot_problem is None and with_snap.tail_events > 0
+    full = snapshot.replay(golden / "events.jsonl", golden / "snapshot.json", use_snapshot=False)
+    assert with_snap.projector.state() == full.projector.state()
+    doc = snapshot.state_to_doc(full.projector.state())
+    assert doc == orjson.loads((golden / "state.json").read_bytes())

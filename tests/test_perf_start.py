@@ -1,5 +1,6 @@
-"""Start-up with a long history (issue 13, row 6): snapshot rows as arrays (format 3) built into Videos in C,
-older snapshots still read, and after a crash the log's head read for its CRC from nkod's first moment."""
+"""Start-up with a long history (issue 13, row 6): snapshot rows as arrays (format 3; format 4's column
+chunks: tests/test_snapshot_cols.py) built into Videos in C, older snapshots still read, and after a crash
+the log's head read for its CRC from nkod's first moment."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -24,7 +26,7 @@ from nkod.daemon import EXIT_LOG
 from nkod.decide import PlanRow
 from nkod.state import PristineVideo, Projector, State, Status, Video, fold, format_ts, parse_ts, replace
 from tests import strategies
-from tests.helpers import DataDir
+from tests.helpers import DataDir, format3_snapshot
 
 # -- snapshot format 3 --------------------------------------------------------------------------------
 
@@ -34,13 +36,14 @@ def _rows(data: bytes) -> list[Any]:
 
 
 @given(events=strategies.events)
-def test_snapshot_rows_are_arrays_of_the_video_fields_and_load_as_the_same_state(events: list[dict[str, Any]]) -> None:
-    """Any folded state: each row is the array of its Video's fields in order (only the id when the rest
-    are defaults), and loading the snapshot gives the state back, its videos tuples of those fields."""
+def test_format_3_rows_are_arrays_of_the_video_fields_and_load_as_the_same_state(events: list[dict[str, Any]]) -> None:
+    """Any folded state written as format 3 (as nkod did before format 4): each row is the array of its
+    Video's fields in order (only the id when the rest are defaults), and loading the snapshot gives the
+    state back, its videos tuples of those fields."""
     state = fold(events)
-    data = snapshot.encode(state)
+    data = format3_snapshot(state)
     doc, rest = snapshot._parse(data)
-    assert doc["v"] == snapshot.SNAPSHOT_VERSION == 3 and doc["fields"] == list(Video._fields)
+    assert doc["v"] == snapshot.ROWS_AS_ARRAYS == 3 and doc["fields"] == list(Video._fields)
     for row, video in zip(_rows(data), state.videos.values(), strict=True):
         assert row == (
             [video.video_id] if video == Video(video.video_id) else orjson.loads(orjson.dumps(video[:], default=dict))
@@ -87,11 +90,12 @@ def test_a_format_2_snapshot_still_loads(tmp_path: Path) -> None:
     assert loaded.problem is None and loaded.state == state
 
 
-def test_a_format_3_snapshot_of_other_fields_is_not_used(tmp_path: Path) -> None:
+@pytest.mark.parametrize("encode", [format3_snapshot, snapshot.encode], ids=["format 3", "format 4"])
+def test_a_format_3_or_4_snapshot_of_other_fields_is_not_used(tmp_path: Path, encode: Callable[[State], bytes]) -> None:
     """A snapshot whose rows list other fields than this nkod's Video (another nkod's) is not used: the
     state is rebuilt from the log, the same."""
     log, state = _log_and_state(tmp_path)
-    data = snapshot.encode(state)
+    data = encode(state)
     first, _, body = data.partition(b"\n")
     doc = snapshot._checked_doc(first)
     doc["fields"] = [*doc["fields"], "new_field"]
@@ -358,13 +362,14 @@ def test_plan_rows_made_in_passes_equal_the_rows_made_one_by_one(
     assert decide.plan(p, entries, now) == _plan_one_by_one(p, entries, now)
 
 
-def test_rows_longer_than_a_chunk_and_ids_json_escapes_load_as_they_were() -> None:
-    """A row longer than the chunk rows are parsed by (a long error text), ids with a quote, a backslash or
-    non-ASCII, among plain rows: the snapshot's videos are the state's."""
+@pytest.mark.parametrize("encode", [format3_snapshot, snapshot.encode], ids=["format 3", "format 4"])
+def test_rows_longer_than_a_chunk_and_ids_json_escapes_load_as_they_were(encode: Callable[[State], bytes]) -> None:
+    """A row longer than the chunk format-3 rows are parsed by (a long error text), ids with a quote, a
+    backslash or non-ASCII, among plain rows: the snapshot's videos are the state's."""
     ids = ["plain1", 'q"uote', "back\\slash", "ߒߞߏ", "long", "plain2", *(f"p{i}" for i in range(3000))]
     videos = {vid: Video(vid) for vid in ids}
     videos["long"] = Video("long", status=Status.FAILED, failures=1, error="x" * (3 * snapshot._ROWS_CHUNK))
     state = State(videos=MappingProxyType(videos), queue_order=tuple(v for v in ids if v != "long"))
-    doc, rest = snapshot._parse(snapshot.encode(state))
+    doc, rest = snapshot._parse(encode(state))
     assert rest is not None
     assert snapshot._body(doc, rest).videos() == videos

@@ -23,7 +23,7 @@ from nkod import codec, envelope, eventlog, litejson, snapshot, state, statusbox
 from nkod.ctl import _plain_status
 from nkod.render import status_panel
 from nkod.state import Projector
-from tests.helpers import DataDir, binary, env, kill9, wait_for
+from tests.helpers import DataDir, binary, env, format3_row, kill9, wait_for
 from tests.strategies import events
 
 TIME_FIELDS = ("elapsed_seconds", "rate_per_hour", "eta_seconds")
@@ -170,7 +170,7 @@ def test_a_fifo_in_place_of_events_crc_neither_blocks_nkod_nor_misleads_status(t
 def _array_rows() -> list[list[object]]:
     """Seven format-3 rows as the snapshot writes them: every other one only its id."""
     return [
-        orjson.loads(snapshot._row_bytes(state.Video(f"v{i}", attempt=i, starts=i) if i % 2 else state.Video(f"v{i}")))
+        orjson.loads(format3_row(state.Video(f"v{i}", attempt=i, starts=i) if i % 2 else state.Video(f"v{i}")))
         for i in range(7)
     ]
 
