@@ -4,20 +4,23 @@ refused with its reason (and the log replayed in full), and status parses only t
 
 from __future__ import annotations
 
+import tempfile
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nkod import eventlog, snapshot, statusfast
+from nkod import codec, eventlog, snapshot, statusfast, statusview, views
 from nkod.state import PristineVideo, Projector, State, Video, fold
 from tests import strategies
 from tests.helpers import format3_row, format3_snapshot
 
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
 CHUNKS = st.sampled_from([1, 2, 3, snapshot.CHUNK_VIDEOS])
 
 
@@ -250,6 +253,33 @@ def test_status_parses_only_the_chunks_of_the_rows_it_needs() -> None:
         statusfast.snapshot_rows(damaged, doc["body_crc"], {"v5": None}, 4)
     with pytest.raises(ValueError, match="video chunk 1"):
         body.videos()
+
+
+@settings(max_examples=60, deadline=None)
+@given(log=strategies.events, data=st.data())
+def test_status_s_fast_path_still_reads_a_format_3_snapshot_as_the_full_replay(
+    log: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """A format-3 snapshot (left by the nkod before an upgrade) at any point of any log, the head vouched
+    for as a running daemon leaves it: status's fast path reads its rows one per line and gives the full
+    replay's document."""
+    cut = data.draw(st.integers(1, len(log)), label="snapshot after event")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        log_path = root / "events.jsonl"
+        log_path.write_bytes(b"".join(map(codec.encode, log)))
+        p = Projector()
+        p.apply_all(log[:cut])
+        p.offset = len(b"".join(map(codec.encode, log[:cut])))
+        stat = snapshot.log_stat(log_path)
+        assert stat is not None
+        head = f"{zlib.crc32(log_path.read_bytes()[: p.offset]):08x}"
+        (root / "snapshot.json").write_bytes(format3_snapshot(p.state(), head_crc=head))
+        (root / "events.crc").write_bytes(eventlog.vouch_record(stat, zlib.crc32(log_path.read_bytes())))
+        state, summary = statusfast.read(str(root))
+        got = statusview.status_doc(state, NOW, None, None, None, summary)
+        full = snapshot.replay(log_path, root / "snapshot.json", use_snapshot=False)
+        assert got == views.status_doc(full.projector, NOW, None)
 
 
 @pytest.mark.parametrize("cut", ["a line too few", "a line too many"])
