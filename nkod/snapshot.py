@@ -295,10 +295,12 @@ def write(
     failpoints: eventlog.Failpoints | None = None,
     head_crc: int | None = None,
     log_stat: dict[str, int] | None = None,
+    chunk: int = CHUNK_VIDEOS,
 ) -> None:
     """`log_stat`: the log's `log_stat` once its bytes were checked against `head_crc` (the daemon's last
-    snapshot at a stop): while the log still has it, readers need not read the head again to check it."""
-    data = encode(state, head_crc, log_stat)
+    snapshot at a stop): while the log still has it, readers need not read the head again to check it.
+    `chunk`: videos per line (`encode`)."""
+    data = encode(state, head_crc, log_stat, chunk)
     if failpoints is not None and "mid_snapshot" in failpoints.names:
         tmp = path.with_name(f".{path.name}.failpoint.tmp")
         tmp.write_bytes(data[: len(data) // 2])

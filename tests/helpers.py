@@ -315,8 +315,9 @@ def format3_row(video: Any) -> bytes:
     return orjson.dumps(video[:], default=dict)
 
 
-def format3_snapshot(state: Any) -> bytes:
-    """A format-3 snapshot of `state`, as nkod wrote it before format 4: one row per line."""
+def format3_snapshot(state: Any, **head: Any) -> bytes:
+    """A format-3 snapshot of `state`, as nkod wrote it before format 4: one row per line (`head`: more keys
+    of its first line's document, e.g. head_crc)."""
     import zlib
 
     from nkod import snapshot, views
@@ -324,13 +325,14 @@ def format3_snapshot(state: Any) -> bytes:
 
     doc = snapshot._state_doc(state)
     body = orjson.dumps(list(state.videos)) + b"\n" + b"".join(format3_row(v) + b"\n" for v in state.videos.values())
-    head = orjson.dumps(
+    first = orjson.dumps(
         {
             "v": 3,
             "state": doc,
             "summary": views.summary(state.videos.values()),
             "body_crc": f"{zlib.crc32(body):08x}",
             "fields": list(Video._fields),
+            **head,
         }
     )
-    return b'{"crc":"%08x","doc":%s}\n%s' % (zlib.crc32(head), head, body)
+    return b'{"crc":"%08x","doc":%s}\n%s' % (zlib.crc32(first), first, body)

@@ -53,15 +53,17 @@ def test_status_from_snapshot_summary_and_tail_equals_full_replay(
     log: list[dict[str, Any]], data: st.DataObject
 ) -> None:
     """For any log and any snapshot point, status from the snapshot's summary plus the tail (rows parsed only
-    for the videos the tail names) is the very document a full replay gives."""
+    for the videos the tail names) is the very document a full replay gives, whatever the snapshot's videos
+    per line."""
     cut = data.draw(st.integers(1, len(log)), label="snapshot after event")
+    chunk = data.draw(st.sampled_from([1, 2, snapshot.CHUNK_VIDEOS]), label="videos per snapshot line")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         ends = _write_log(root / "events.jsonl", log)
         p = Projector()
         p.apply_all(log[:cut])
         p.offset = ends[cut - 1]
-        snapshot.write(root / "snapshot.json", p)
+        snapshot.write(root / "snapshot.json", p, chunk=chunk)
         got = _status_via_summary(root)
         assert got is not None, "a matching format-2 snapshot is used"
         assert got == _status_via_full_replay(root)

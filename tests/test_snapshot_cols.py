@@ -4,20 +4,23 @@ refused with its reason (and the log replayed in full), and status parses only t
 
 from __future__ import annotations
 
+import tempfile
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nkod import eventlog, snapshot, statusfast
+from nkod import codec, eventlog, snapshot, statusfast, statusview, views
 from nkod.state import PristineVideo, Projector, State, Video, fold
 from tests import strategies
 from tests.helpers import format3_row, format3_snapshot
 
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
 CHUNKS = st.sampled_from([1, 2, 3, snapshot.CHUNK_VIDEOS])
 
 
@@ -54,6 +57,20 @@ def test_each_line_is_a_chunk_of_columns_and_the_snapshot_loads_as_the_same_stat
     assert all(type(v) is (PristineVideo if v == Video(v.video_id) else Video) for v in loaded.values())
     assert all(tuple(v) == tuple(state.videos[vid]) for vid, v in loaded.items())
     assert body.all_rows() == [orjson.loads(format3_row(v)) for v in videos]
+
+
+@given(events=strategies.events, chunk=CHUNKS, data=st.data())
+def test_a_format_4_snapshot_plus_the_tail_equals_the_full_replay(
+    events: list[dict[str, Any]], chunk: int, data: st.DataObject
+) -> None:
+    """Any log cut anywhere: the state before the cut written as a format-4 snapshot and loaded, then the
+    events after it folded in, is the state of the whole log."""
+    cut = data.draw(st.integers(0, len(events)), label="snapshot after event")
+    before = Projector(fold(events[:cut]))
+    doc, rest = snapshot._parse(snapshot.encode(before, chunk=chunk))
+    assert rest is not None
+    restored = snapshot.state_from_doc(doc["state"], snapshot._body(doc, rest).videos())
+    assert fold(events[cut:], restored) == fold(events)
 
 
 @given(events=strategies.events)
@@ -236,6 +253,33 @@ def test_status_parses_only_the_chunks_of_the_rows_it_needs() -> None:
         statusfast.snapshot_rows(damaged, doc["body_crc"], {"v5": None}, 4)
     with pytest.raises(ValueError, match="video chunk 1"):
         body.videos()
+
+
+@settings(max_examples=60, deadline=None)
+@given(log=strategies.events, data=st.data())
+def test_status_s_fast_path_still_reads_a_format_3_snapshot_as_the_full_replay(
+    log: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """A format-3 snapshot (left by the nkod before an upgrade) at any point of any log, the head vouched
+    for as a running daemon leaves it: status's fast path reads its rows one per line and gives the full
+    replay's document."""
+    cut = data.draw(st.integers(1, len(log)), label="snapshot after event")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        log_path = root / "events.jsonl"
+        log_path.write_bytes(b"".join(map(codec.encode, log)))
+        p = Projector()
+        p.apply_all(log[:cut])
+        p.offset = len(b"".join(map(codec.encode, log[:cut])))
+        stat = snapshot.log_stat(log_path)
+        assert stat is not None
+        head = f"{zlib.crc32(log_path.read_bytes()[: p.offset]):08x}"
+        (root / "snapshot.json").write_bytes(format3_snapshot(p.state(), head_crc=head))
+        (root / "events.crc").write_bytes(eventlog.vouch_record(stat, zlib.crc32(log_path.read_bytes())))
+        state, summary = statusfast.read(str(root))
+        got = statusview.status_doc(state, NOW, None, None, None, summary)
+        full = snapshot.replay(log_path, root / "snapshot.json", use_snapshot=False)
+        assert got == views.status_doc(full.projector, NOW, None)
 
 
 @pytest.mark.parametrize("cut", ["a line too few", "a line too many"])

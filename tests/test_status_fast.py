@@ -351,8 +351,9 @@ def test_the_fast_path_document_equals_a_full_replays(log: list[dict[str, Any]],
     """For any log and any snapshot point, with the log's head vouched for as the daemon leaves it (the
     clean stop's log_stat when the snapshot is at the end, else a running daemon's events.crc), the document
     from the snapshot's first line, plus the tail folded into the rows it names, is the one a full replay
-    gives."""
+    gives (whatever the snapshot's videos per line)."""
     cut = data.draw(st.integers(1, len(log)), label="snapshot after event")
+    chunk = data.draw(st.sampled_from([1, 2, snapshot.CHUNK_VIDEOS]), label="videos per snapshot line")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         log_path = root / "events.jsonl"
@@ -364,9 +365,9 @@ def test_the_fast_path_document_equals_a_full_replays(log: list[dict[str, Any]],
         stat = snapshot.log_stat(log_path)
         assert stat is not None and head is not None
         if p.offset == size:
-            snapshot.write(root / "snapshot.json", p, head_crc=head, log_stat=stat)
+            snapshot.write(root / "snapshot.json", p, head_crc=head, log_stat=stat, chunk=chunk)
         else:
-            snapshot.write(root / "snapshot.json", p, head_crc=head)
+            snapshot.write(root / "snapshot.json", p, head_crc=head, chunk=chunk)
             (root / "events.crc").write_bytes(eventlog.vouch_record(stat, zlib.crc32(log_path.read_bytes())))
         state, summary = statusfast.read(str(root))
         got = statusview.status_doc(state, NOW, None, None, None, summary)
