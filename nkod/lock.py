@@ -140,12 +140,12 @@ def acquire(root: Path) -> DataDirLock:
     return DataDirLock(root, dir_fd, file_fd)
 
 
-def holder_pid(root: Path, *, _dir: bool = True) -> int | None:
+def holder_pid(root: Path, *, _dir: bool = True, trust_exited: bool = False) -> int | None:
     """PID holding the lock on data directory `root`, from /proc/locks; None when nobody does.
 
     The directory's flock decides; ``nkod.lock``'s counts too (an nkod from before the directory lock).
     /proc/locks names a file by device and inode. On overlayfs (containers) its device number may not be
     the one stat() reports, so a line whose inode matches also counts when its PID is the one the holder
-    wrote into ``nkod.lock``.
+    wrote into ``nkod.lock``. `trust_exited`: see `proclocks.holder_pid` (status's display only).
     """
-    return proclocks.holder_pid(str(root), str(Paths(root).lock), _dir)
+    return proclocks.holder_pid(str(root), str(Paths(root).lock), _dir, trust_exited)

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from nkod import proclocks
+from nkod import proclocks, statusfast
 from tests.helpers import DataDir, env, kill9, stop_now, wait_for
 
 # nkoctl's entry point (what the console script runs), in a process that counts its opens of /proc/locks
@@ -129,6 +129,24 @@ def test_a_killed_nkod_is_not_running_without_reading_proc_locks(d: DataDir) -> 
     doc, opened = status_and_reads(d)
     assert (doc["daemon_running"], doc["daemon_pid"]) == (False, None)
     assert opened == 0  # its PID is no living process's: nkod.lock answers
+
+
+def test_a_killed_nkod_is_not_running_by_status_s_full_path_too(d: DataDir) -> None:
+    """Killed before its events.crc vouched for its last append (here: the record removed), status cannot
+    take its fast path (the head would have to be read) and reads the log in full: it still says not
+    running from nkod.lock alone, as the fast path does, without opening /proc/locks."""
+    first = d.start()
+    wait_for(lambda: started(d), what="v01 to start")
+    assert stop_now(first) == 0
+    nkod = d.start()
+    wait_for(lambda: sum(e["type"] == "video_started" for e in d.events()) == 2, what="v01 to start again")
+    kill9(nkod)
+    (d.root / "events.crc").unlink()
+    with pytest.raises(statusfast.Fallback, match="the head would have to be read"):
+        statusfast.read(str(d.root))
+    doc, opened = status_and_reads(d)
+    assert (doc["daemon_running"], doc["daemon_pid"]) == (False, None)
+    assert opened == 0
 
 
 HOLD_FLOCKS_ONLY = """

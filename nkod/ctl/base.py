@@ -89,8 +89,11 @@ class CtlBase:
         self.console.print(f"[red]nkoctl:[/] {literal(message)}", highlight=False)
         return exc.code if isinstance(exc, CtlError) else EXIT_ERROR
 
-    def daemon_pid(self) -> int | None:
-        return lock.holder_pid(self.paths.root)
+    def daemon_pid(self, for_status: bool = False) -> int | None:
+        """The running daemon's PID, or None. `for_status`: status's display, which also takes "its last
+        holder has exited" from nkod.lock alone, as status's fast path does (`proclocks.holder_pid`): both
+        paths then answer alike, and neither waits on /proc/locks after a crash."""
+        return lock.holder_pid(self.paths.root, trust_exited=for_status)
 
     def load(self) -> Projector:
         if not self.paths.root.is_dir():
@@ -165,7 +168,7 @@ class CtlBase:
     ) -> dict[str, Any]:
         """`summary`: views.summary of the state's videos, when `projector` holds only some of them."""
         p = projector or self.load()
-        pid = self.daemon_pid()
+        pid = self.daemon_pid(for_status=True)
         activity = self.activity() if pid else None
         session = views.live_session_seconds(activity, pid, time.monotonic())
         from nkod import spool
