@@ -623,8 +623,9 @@ class Bench:
                 "1M / 1k",
                 "≤ +150 MB",
                 delta <= 150,
-                f"VmRSS +{delta:.0f} MB once the daemon added all videos (a Video and an index entry each) and "
-                f"keeps each manifest line's bytes; read in {big['read_s']:.1f} s",
+                f"VmRSS +{delta:.0f} MB once the daemon added all videos (each a PristineVideo, the id alone, in the "
+                f"videos dict and the queue) and keeps the manifest's lines (16 to a bytes object); "
+                f"read in {big['read_s']:.1f} s",
             )
         )
         self.rows.append(
