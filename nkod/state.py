@@ -114,14 +114,15 @@ _PRISTINE_REST: tuple[Any, ...] = tuple(Video(video_id="")[1:])  # every field b
 class PristineVideo(Video):
     """``Video(video_id)``, every other field at its default (a video added and not yet touched by any
     later event), stored as a 1-tuple of its id: 64 bytes instead of 240, and a million-line manifest holds
-    a million of them (~170 MB less). Through Video's API it reads as that Video: its fields, ``len``,
+    a million of them (~150 MB less). Through Video's API it reads as that Video: its fields, ``len``,
     indexing, iteration, unpacking, equality, ordering and hash (with a Video of the same fields too),
     ``+`` and ``*``, ``repr``, ``_replace`` and ``_make`` (which give a Video), copying and pickling.
 
     What bypasses that API sees the one item stored: tuple's unbound methods (``tuple.__eq__(v, p)``),
     Video's field descriptors (``Video.status.__get__(p)``), ``%`` with it as the argument tuple. nkod uses
-    none of them (a test greps for them). Only PristineVideo(video_id) makes one: a 1-tuple made by
-    ``tuple.__new__`` with more items would read as pending whatever it holds."""
+    none of them (a test greps for them). One is always a 1-tuple of the id (``PristineVideo(id)``, or
+    ``tuple.__new__(PristineVideo, (id,))`` as the fold and the loader make it in C): one made with more
+    items would read as pending whatever it holds."""
 
     __slots__ = ()
 
