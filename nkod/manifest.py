@@ -83,7 +83,10 @@ class Entries(Mapping[str, dict[str, "Any"]]):  # (a string: typing is not impor
         self._searches = 0
 
     def __getitem__(self, vid: str) -> dict[str, Any]:
-        obj = self._parsed(vid)
+        return self._resolved(self._parsed(vid))
+
+    def _resolved(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """A parsed line, its relative `path` made relative to the manifest's directory."""
         if isinstance(obj.get("path"), str):
             obj["path"] = os.path.join(self._base, obj["path"])  # an absolute path stays as it is
         return obj
@@ -224,12 +227,8 @@ class _Items(ItemsView[str, dict[str, "Any"]]):
 
     def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
         entries = self._mapping
-        base = entries._base
         for vid, line in entries._lines_in_order():
-            obj: dict[str, Any] = orjson.loads(line)
-            if isinstance(obj.get("path"), str):
-                obj["path"] = os.path.join(base, obj["path"])
-            yield vid, obj
+            yield vid, entries._resolved(orjson.loads(line))
 
 
 class _Lines(Mapping[str, int]):

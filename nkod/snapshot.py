@@ -41,7 +41,18 @@ import orjson
 
 from nkod import eventlog, gcpause, headcrc, statusfast, views
 from nkod.fsutil import atomic_write, open_regular, read_regular
-from nkod.state import PristineVideo, Projector, State, Status, Video, state_of_doc, video_from_fields
+from nkod.state import (
+    _COUNTS_AT,  # (where a Video's fields are, as the fold knows it)
+    _N_FIELDS,
+    _STATUS_AT,
+    PristineVideo,
+    Projector,
+    State,
+    Status,
+    Video,
+    state_of_doc,
+    video_from_fields,
+)
 from nkod.statusfast import named_videos as _named_videos  # (shared with status's fast path)
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (nkoctl status: ~2 ms)
@@ -158,8 +169,6 @@ def _plain_rows(ids: list[Any]) -> bytes | None:
         return None
 
 
-_N_FIELDS = len(Video._fields)
-_STATUS_AT, _COUNTS_AT = Video._fields.index("status"), Video._fields.index("counts")
 _NULL_COLUMNS = b",null" * (_N_FIELDS - 1) + b"]"  # how a chunk of only not-yet-started videos ends
 _NO_COLUMNS: list[None] = [None] * (_N_FIELDS - 1)
 _PLAIN_BETWEEN = '"]' + _NULL_COLUMNS.decode() + '\n[["'  # from one line of only ids to the next

@@ -158,32 +158,32 @@ class PristineVideo(Video):
     def __eq__(self, other: object) -> Any:
         if not isinstance(other, tuple):
             return NotImplemented
-        return self._whole() == (other._whole() if isinstance(other, PristineVideo) else other)
+        return self._whole() == _fields_of(other)
 
     def __ne__(self, other: object) -> Any:
         if not isinstance(other, tuple):
             return NotImplemented
-        return self._whole() != (other._whole() if isinstance(other, PristineVideo) else other)
+        return self._whole() != _fields_of(other)
 
     def __lt__(self, other: tuple[Any, ...]) -> Any:
         if not isinstance(other, tuple):
             return NotImplemented
-        return self._whole() < (other._whole() if isinstance(other, PristineVideo) else other)
+        return self._whole() < _fields_of(other)
 
     def __le__(self, other: tuple[Any, ...]) -> Any:
         if not isinstance(other, tuple):
             return NotImplemented
-        return self._whole() <= (other._whole() if isinstance(other, PristineVideo) else other)
+        return self._whole() <= _fields_of(other)
 
     def __gt__(self, other: tuple[Any, ...]) -> Any:
         if not isinstance(other, tuple):
             return NotImplemented
-        return self._whole() > (other._whole() if isinstance(other, PristineVideo) else other)
+        return self._whole() > _fields_of(other)
 
     def __ge__(self, other: tuple[Any, ...]) -> Any:
         if not isinstance(other, tuple):
             return NotImplemented
-        return self._whole() >= (other._whole() if isinstance(other, PristineVideo) else other)
+        return self._whole() >= _fields_of(other)
 
     def __hash__(self) -> int:
         return hash(self._whole())
@@ -217,6 +217,11 @@ class PristineVideo(Video):
 
     def _asdict(self) -> dict[str, Any]:
         return dict(zip(_VIDEO_FIELDS, self._whole(), strict=True))
+
+
+def _fields_of(other: tuple[Any, ...]) -> tuple[Any, ...]:
+    """What a PristineVideo compares with: a tuple's items, a PristineVideo's whole fields."""
+    return other._whole() if isinstance(other, PristineVideo) else other
 
 
 # Every field but the id reads its default from the class (found before Video's descriptors, which would
